@@ -1,0 +1,93 @@
+/**
+ * One error tree for all of framewire. Every error thrown or emitted by the library is a
+ * {@link FramewireError} with a stable `code` (`ERR_*`); messages name the layer and the value.
+ * The codes are part of the public API and are listed in docs/errors.md.
+ */
+
+export const ErrorCode = {
+  // protocol (decoder)
+  BAD_MAGIC: 'ERR_BAD_MAGIC',
+  UNSUPPORTED_VERSION: 'ERR_UNSUPPORTED_VERSION',
+  UNKNOWN_TYPE: 'ERR_UNKNOWN_TYPE',
+  BAD_HEADER: 'ERR_BAD_HEADER',
+  FRAME_TOO_LARGE: 'ERR_FRAME_TOO_LARGE',
+  META_TOO_LARGE: 'ERR_META_TOO_LARGE',
+  MESSAGE_TOO_LARGE: 'ERR_MESSAGE_TOO_LARGE',
+  CRC_MISMATCH: 'ERR_CRC_MISMATCH',
+  TRUNCATED: 'ERR_TRUNCATED',
+  BAD_JSON: 'ERR_BAD_JSON',
+  // session
+  PROTOCOL: 'ERR_PROTOCOL',
+  SEQUENCE_GAP: 'ERR_SEQUENCE_GAP',
+  UNKNOWN_STREAM: 'ERR_UNKNOWN_STREAM',
+  STREAM_BUSY: 'ERR_STREAM_BUSY',
+  TOO_MANY_STREAMS: 'ERR_TOO_MANY_STREAMS',
+  HANDSHAKE_TIMEOUT: 'ERR_HANDSHAKE_TIMEOUT',
+  PEER_TIMEOUT: 'ERR_PEER_TIMEOUT',
+  CLOSED: 'ERR_CLOSED',
+  // names and files
+  UNSAFE_NAME: 'ERR_UNSAFE_NAME',
+  WRITE_FAILED: 'ERR_WRITE_FAILED',
+  // network and configuration
+  BAD_URL: 'ERR_BAD_URL',
+  UNSUPPORTED_SCHEME: 'ERR_UNSUPPORTED_SCHEME',
+  UNREACHABLE: 'ERR_UNREACHABLE',
+  LISTEN_FAILED: 'ERR_LISTEN_FAILED',
+  BAD_OPTION: 'ERR_BAD_OPTION',
+  BAD_FRAME: 'ERR_BAD_FRAME',
+  // sources
+  SOURCE_NOT_FOUND: 'ERR_SOURCE_NOT_FOUND',
+  SOURCE_EMPTY: 'ERR_SOURCE_EMPTY',
+  SOURCE_READ: 'ERR_SOURCE_READ',
+  // remote
+  REMOTE: 'ERR_REMOTE',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const ALL_CODES = new Set<string>(Object.values(ErrorCode));
+
+/** True when `code` is one of framewire's own error codes. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && ALL_CODES.has(code);
+}
+
+export interface FramewireErrorDetails {
+  /** A short suggestion printed by the CLI below the error line. */
+  hint?: string;
+  /** Stream name the error concerns, when there is one. */
+  stream?: string;
+  /** Frame sequence number the error concerns, when there is one. */
+  seq?: number;
+  /** The error that caused this one. */
+  cause?: unknown;
+}
+
+/** The one error class of framewire. `message` starts with the code, e.g. `ERR_FRAME_TOO_LARGE: ...`. */
+export class FramewireError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly stream: string | undefined;
+  readonly seq: number | undefined;
+
+  constructor(code: ErrorCode, message: string, details: FramewireErrorDetails = {}) {
+    super(`${code}: ${message}`, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'FramewireError';
+    this.code = code;
+    this.hint = details.hint;
+    this.stream = details.stream;
+    this.seq = details.seq;
+  }
+
+  /** The message without the leading code. */
+  get detail(): string {
+    return this.message.slice(this.code.length + 2);
+  }
+}
+
+/** Wraps anything thrown into a FramewireError, keeping FramewireErrors as they are. */
+export function toFramewireError(err: unknown, code: ErrorCode, context: string): FramewireError {
+  if (err instanceof FramewireError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new FramewireError(code, `${context}: ${msg}`, { cause: err });
+}

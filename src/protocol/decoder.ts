@@ -1,0 +1,318 @@
+/**
+ * A streaming decoder for protocol v1 that owns no socket: bytes go in with `write(chunk)`, whole messages
+ * come out through the callback. State is kept between chunks; it slices views of the input and copies only
+ * when a header, head or payload straddles chunks. Lengths are checked against the limits before anything
+ * is allocated, so memory stays bounded by the limits whatever a peer announces.
+ */
+import { crc32 } from 'node:zlib';
+import { type ErrorCode, FramewireError } from '../errors.js';
+import {
+  ACK_HEAD,
+  CONTENT_TYPES,
+  DEFAULT_LIMITS,
+  FRAME_HEAD_FIXED,
+  HEADER_BYTES,
+  type Limits,
+  MAGIC0,
+  MAGIC1,
+  MESSAGE_HEAD_FIXED,
+  MessageType,
+  messageTypeName,
+  PING_HEAD,
+  PIXEL_FORMATS,
+  PROTOCOL_VERSION,
+} from './constants.js';
+import { type Message, readU64 } from './messages.js';
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+function fail(code: ErrorCode, message: string): never {
+  throw new FramewireError(code, `decoder: ${message}`);
+}
+
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    return fail('ERR_BAD_JSON', `${what} is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function parseObject(bytes: Buffer, what: string): Record<string, unknown> {
+  const v = parseJson(bytes, what);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail('ERR_BAD_JSON', `${what} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+function u64(buf: Buffer, offset: number, what: string): number {
+  const v = readU64(buf, offset);
+  if (v > MAX_SAFE) fail('ERR_BAD_HEADER', `${what} ${v} exceeds 2^53-1`);
+  return v;
+}
+
+export type MessageHandler = (msg: Message) => void;
+
+export class Decoder {
+  readonly limits: Limits;
+  private readonly onMessage: MessageHandler;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  // current message, once its header is read
+  private type = -1;
+  private flags = 0;
+  private headLen = 0;
+  private bodyLen = 0;
+  private failed: FramewireError | undefined;
+
+  constructor(onMessage: MessageHandler, limits: Partial<Limits> = {}) {
+    this.onMessage = onMessage;
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+  }
+
+  /** Bytes held that do not yet form a whole message. */
+  get pendingBytes(): number {
+    return this.buffered;
+  }
+
+  /**
+   * Feeds bytes in. Calls the handler once per whole message, in order. Throws a FramewireError on malformed
+   * input; after that the decoder stays failed and every later call throws the same error.
+   */
+  write(chunk: Buffer): void {
+    if (this.failed) throw this.failed;
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    try {
+      this.drain();
+    } catch (err) {
+      this.failed =
+        err instanceof FramewireError ? err : new FramewireError('ERR_PROTOCOL', `decoder: ${String(err)}`);
+      this.chunks = [];
+      this.buffered = 0;
+      throw this.failed;
+    }
+  }
+
+  /** Declares the end of input: throws ERR_TRUNCATED when a message was cut short. */
+  end(): void {
+    if (this.failed) throw this.failed;
+    if (this.buffered > 0 || this.type !== -1) {
+      const what = this.type === -1 ? 'header' : `${messageTypeName(this.type)} message`;
+      this.failed = new FramewireError(
+        'ERR_TRUNCATED',
+        `decoder: input ended inside a ${what} (${this.buffered} bytes left over)`,
+      );
+      throw this.failed;
+    }
+  }
+
+  private drain(): void {
+    for (;;) {
+      if (this.type === -1) {
+        // Check the magic as soon as the first bytes arrive, so garbage fails fast.
+        const first = this.chunks[0]!;
+        if (first[0] !== MAGIC0 || (first.length > 1 && first[1] !== MAGIC1)) this.badMagic(first);
+        if (this.buffered < HEADER_BYTES) return;
+        this.readHeader(this.take(HEADER_BYTES));
+      }
+      const total = this.headLen + this.bodyLen;
+      if (this.buffered < total) return;
+      const head = this.take(this.headLen);
+      const body = this.take(this.bodyLen);
+      const type = this.type;
+      const flags = this.flags;
+      this.type = -1;
+      this.onMessage(this.parse(type, flags, head, body));
+      if (this.buffered === 0) return;
+    }
+  }
+
+  private badMagic(first: Buffer): never {
+    const shown = first.subarray(0, 2).toString('hex');
+    return fail('ERR_BAD_MAGIC', `expected magic 4657 ("FW"), got ${shown}`);
+  }
+
+  /** Removes n bytes from the front: a view when they lie in one chunk, a copy otherwise. */
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    this.buffered -= n;
+    const first = this.chunks[0]!;
+    if (first.length > n) {
+      this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.chunks.shift();
+      return first;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0]!;
+      const want = n - filled;
+      if (c.length <= want) {
+        c.copy(out, filled);
+        filled += c.length;
+        this.chunks.shift();
+      } else {
+        c.copy(out, filled, 0, want);
+        this.chunks[0] = c.subarray(want);
+        filled = n;
+      }
+    }
+    return out;
+  }
+
+  private readHeader(h: Buffer): void {
+    if (h[0] !== MAGIC0 || h[1] !== MAGIC1) this.badMagic(h);
+    const version = h[2]!;
+    if (version !== PROTOCOL_VERSION) {
+      fail('ERR_UNSUPPORTED_VERSION', `protocol version ${version} is not supported (this side speaks 1)`);
+    }
+    const type = h[3]!;
+    const reserved = h[5]!;
+    const headLen = h.readUInt16BE(6);
+    const bodyLen = h.readUInt32BE(8);
+    if (reserved !== 0) fail('ERR_BAD_HEADER', `reserved byte is ${reserved}, must be 0`);
+    const L = this.limits;
+    switch (type) {
+      case MessageType.HELLO:
+      case MessageType.WELCOME:
+      case MessageType.OPEN:
+      case MessageType.OPENED:
+      case MessageType.ERROR:
+      case MessageType.BYE:
+        if (headLen !== 0) fail('ERR_BAD_HEADER', `${messageTypeName(type)} has head length ${headLen}, must be 0`);
+        if (bodyLen > L.maxControlBytes) {
+          fail(
+            'ERR_MESSAGE_TOO_LARGE',
+            `${messageTypeName(type)} of ${bodyLen} bytes exceeds maxControlBytes ${L.maxControlBytes}`,
+          );
+        }
+        break;
+      case MessageType.FRAME:
+        if (headLen < FRAME_HEAD_FIXED) fail('ERR_BAD_HEADER', `FRAME head length ${headLen} is below ${FRAME_HEAD_FIXED}`);
+        if (headLen - FRAME_HEAD_FIXED > L.maxMetaBytes + 1024) {
+          fail('ERR_META_TOO_LARGE', `frame head of ${headLen} bytes exceeds maxMetaBytes ${L.maxMetaBytes}`);
+        }
+        if (bodyLen > L.maxFrameBytes) {
+          fail('ERR_FRAME_TOO_LARGE', `frame of ${bodyLen} bytes exceeds maxFrameBytes ${L.maxFrameBytes}`);
+        }
+        break;
+      case MessageType.MESSAGE:
+        if (headLen < MESSAGE_HEAD_FIXED) {
+          fail('ERR_BAD_HEADER', `MESSAGE head length ${headLen} is below ${MESSAGE_HEAD_FIXED}`);
+        }
+        if (bodyLen > L.maxMessageBytes) {
+          fail('ERR_MESSAGE_TOO_LARGE', `message of ${bodyLen} bytes exceeds maxMessageBytes ${L.maxMessageBytes}`);
+        }
+        break;
+      case MessageType.ACK:
+        if (headLen !== ACK_HEAD || bodyLen !== 0) {
+          fail('ERR_BAD_HEADER', `ACK must have head length ${ACK_HEAD} and no body, got ${headLen}/${bodyLen}`);
+        }
+        break;
+      case MessageType.PING:
+      case MessageType.PONG:
+        if (headLen !== PING_HEAD || bodyLen !== 0) {
+          fail('ERR_BAD_HEADER', `${messageTypeName(type)} must have head length ${PING_HEAD} and no body`);
+        }
+        break;
+      default:
+        fail('ERR_UNKNOWN_TYPE', `unknown message type 0x${type.toString(16).padStart(2, '0')}`);
+    }
+    this.type = type;
+    this.flags = h[4]!;
+    this.headLen = headLen;
+    this.bodyLen = bodyLen;
+  }
+
+  private parse(type: number, flags: number, head: Buffer, body: Buffer): Message {
+    switch (type) {
+      case MessageType.HELLO:
+        return { type, body: parseObject(body, 'HELLO body') as never };
+      case MessageType.WELCOME:
+        return { type, body: parseObject(body, 'WELCOME body') as never };
+      case MessageType.OPEN:
+        return { type, body: parseObject(body, 'OPEN body') as never };
+      case MessageType.OPENED:
+        return { type, body: parseObject(body, 'OPENED body') as never };
+      case MessageType.ERROR:
+        return { type, body: parseObject(body, 'ERROR body') as never };
+      case MessageType.BYE:
+        return { type, body: parseObject(body, 'BYE body') as never };
+      case MessageType.FRAME:
+        return { type, frame: this.parseFrame(flags, head, body) };
+      case MessageType.MESSAGE: {
+        const seq = u64(head, 0, 'message seq');
+        const refSeq = u64(head, 8, 'referenced seq');
+        const refLen = head.readUInt16BE(16);
+        if (MESSAGE_HEAD_FIXED + refLen !== head.length) {
+          fail('ERR_BAD_HEADER', `MESSAGE head is ${head.length} bytes but names ${refLen} bytes of stream`);
+        }
+        const ref = refLen > 0 ? { stream: head.toString('utf8', MESSAGE_HEAD_FIXED), seq: refSeq } : undefined;
+        const text = body.toString('utf8');
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch (err) {
+          fail('ERR_BAD_JSON', `message body is not valid JSON (${(err as Error).message})`);
+        }
+        return { type, message: { seq, ref, json, text, flags } };
+      }
+      case MessageType.ACK:
+        return { type, stream: head.readUInt16BE(0), seq: u64(head, 4, 'ack seq') };
+      case MessageType.PING:
+      case MessageType.PONG:
+        return { type, time: u64(head, 0, 'ping time') };
+      default:
+        return fail('ERR_UNKNOWN_TYPE', `unknown message type ${type}`);
+    }
+  }
+
+  private parseFrame(flags: number, head: Buffer, payload: Buffer) {
+    const ct = CONTENT_TYPES[head[2]!];
+    if (ct === undefined) fail('ERR_BAD_HEADER', `unknown content type code ${head[2]}`);
+    const pf = PIXEL_FORMATS[head[3]!];
+    if (pf === undefined) fail('ERR_BAD_HEADER', `unknown pixel format code ${head[3]}`);
+    const nameLen = head.readUInt16BE(28);
+    const metaLen = head.readUInt16BE(30);
+    if (FRAME_HEAD_FIXED + nameLen + metaLen !== head.length) {
+      fail('ERR_BAD_HEADER', `FRAME head is ${head.length} bytes but declares name ${nameLen} and metadata ${metaLen}`);
+    }
+    if (metaLen > this.limits.maxMetaBytes) {
+      fail('ERR_META_TOO_LARGE', `frame metadata of ${metaLen} bytes exceeds maxMetaBytes ${this.limits.maxMetaBytes}`);
+    }
+    const crc = head.readUInt32BE(24);
+    const actual = crc32(payload);
+    const seq = u64(head, 8, 'frame seq');
+    if (actual !== crc) {
+      fail(
+        'ERR_CRC_MISMATCH',
+        `frame ${seq} of stream ${head.readUInt16BE(0)}: payload CRC32 is ${hex32(actual)}, header says ${hex32(crc)}`,
+      );
+    }
+    const name = nameLen > 0 ? head.toString('utf8', FRAME_HEAD_FIXED, FRAME_HEAD_FIXED + nameLen) : '';
+    const meta =
+      metaLen > 0 ? parseJson(head.subarray(FRAME_HEAD_FIXED + nameLen), `metadata of frame ${seq}`) : undefined;
+    return {
+      streamId: head.readUInt16BE(0),
+      contentType: ct,
+      pixelFormat: pf,
+      width: head.readUInt16BE(4),
+      height: head.readUInt16BE(6),
+      seq,
+      captureUs: u64(head, 16, 'capture time'),
+      crc,
+      name,
+      meta,
+      payload,
+      flags,
+    };
+  }
+}
+
+function hex32(n: number): string {
+  return n.toString(16).padStart(8, '0');
+}

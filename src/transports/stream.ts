@@ -1,0 +1,106 @@
+/**
+ * A Connection over any byte stream socket (TCP, TLS): a Decoder on the read side, corked
+ * `[header, payload]` writes on the write side.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { FramewireError, toFramewireError } from '../errors.js';
+import type { Limits } from '../protocol/constants.js';
+import { MessageType } from '../protocol/constants.js';
+import { Decoder } from '../protocol/decoder.js';
+import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
+import type { Connection } from './types.js';
+
+export class StreamConnection extends EventEmitter implements Connection {
+  readonly remote: string;
+  private readonly socket: Socket;
+  private readonly decoder: Decoder;
+  private closeError: FramewireError | undefined;
+  private done = false;
+
+  constructor(socket: Socket, limits: Limits) {
+    super();
+    this.socket = socket;
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    socket.setNoDelay(true);
+    this.decoder = new Decoder((msg: Message) => this.emit('message', msg), limits);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.done) return;
+      try {
+        this.decoder.write(chunk);
+      } catch (err) {
+        this.failWith(toFramewireError(err, 'ERR_PROTOCOL', 'decoder'));
+      }
+    });
+    socket.on('end', () => {
+      try {
+        this.decoder.end();
+      } catch (err) {
+        this.closeError ??= toFramewireError(err, 'ERR_TRUNCATED', 'connection');
+      }
+      socket.end();
+    });
+    socket.on('drain', () => this.emit('drain'));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.closeError ??= new FramewireError('ERR_CLOSED', `connection to ${this.remote}: ${err.message}`, {
+        cause: err,
+      });
+    });
+    socket.on('close', () => {
+      this.done = true;
+      this.emit('close', this.closeError);
+    });
+  }
+
+  get congested(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  get closed(): boolean {
+    return this.done || this.socket.destroyed;
+  }
+
+  send(parts: Encoded): boolean {
+    if (this.closed || !this.socket.writable) return false;
+    const s = this.socket;
+    if (parts.length === 1) return s.write(parts[0]!);
+    s.cork();
+    let ok = true;
+    for (const p of parts) ok = s.write(p);
+    s.uncork();
+    return ok;
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  close(): void {
+    if (!this.closed) this.socket.end();
+  }
+
+  destroy(err?: FramewireError): void {
+    if (err) this.closeError ??= err;
+    this.socket.destroy();
+  }
+
+  /** Tells the peer why, then closes: used for malformed input, which must not crash anything. */
+  private failWith(err: FramewireError): void {
+    this.closeError ??= err;
+    this.done = true;
+    this.socket.pause();
+    try {
+      this.socket.end(
+        Buffer.concat(encodeControl(MessageType.ERROR, { code: err.code, message: err.message, fatal: true })),
+      );
+    } catch {
+      this.socket.destroy();
+    }
+    // A peer that never reads must not keep the socket: destroy after a short grace period.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+}

@@ -1,0 +1,83 @@
+/** Public data types shared by sources, sessions and sinks. */
+import type { ContentType, PixelFormat, StreamKind, StreamMode } from './protocol/constants.js';
+
+export type { ContentType, PixelFormat, StreamKind, StreamMode };
+
+/** A frame as a source produces it and a sender sends it. */
+export interface Frame {
+  /** The encoded picture (or any bytes). Sent without copying. */
+  data: Buffer;
+  /** Defaults to a guess from `name` (".png" → image/png), else image/jpeg. */
+  contentType?: ContentType;
+  /** The file name, kept by the receiver's folder sink. */
+  name?: string;
+  /** Capture time in microseconds since the Unix epoch; defaults to the time of sending. */
+  captureUs?: number;
+  /** Free JSON metadata (at most maxMetaBytes once serialised). */
+  meta?: unknown;
+  /** Picture size; required for raw frames, optional otherwise. */
+  width?: number;
+  height?: number;
+  /** Pixel layout of raw frames. */
+  pixelFormat?: PixelFormat;
+}
+
+/** A stream as the receiver knows it. */
+export interface StreamInfo {
+  name: string;
+  kind: StreamKind;
+  mode: StreamMode;
+  /** The sending run's epoch; resume points are kept per (name, epoch). */
+  epoch: string;
+  /** "host:port" of the sender. */
+  sender: string;
+}
+
+/** A frame as the receiver hands it to sinks and listeners. */
+export interface ReceivedFrame {
+  stream: StreamInfo;
+  seq: number;
+  captureUs: number;
+  /** Receive time, microseconds since the Unix epoch. */
+  receivedUs: number;
+  contentType: ContentType;
+  pixelFormat: PixelFormat;
+  width: number;
+  height: number;
+  /** The file name sent with the frame, or '' when it had none. */
+  name: string;
+  meta: unknown;
+  data: Buffer;
+  crc: number;
+}
+
+/** A JSON message as the receiver hands it to sinks and listeners. */
+export interface ReceivedMessage {
+  /** "host:port" of the sender. */
+  sender: string;
+  /** The sender's epoch and the message's sequence number on its channel. */
+  epoch: string;
+  seq: number;
+  receivedUs: number;
+  /** The frame the message describes, if it names one. */
+  ref: { stream: string; seq: number } | undefined;
+  json: unknown;
+  /** The JSON text as sent. */
+  text: string;
+}
+
+/**
+ * Where received frames and messages go. The receiver calls `frame()` for the frames of one stream one at a
+ * time, in order, and acknowledges a frame to the sender only after every sink's promise resolved; a
+ * rejection leaves it unacknowledged so that the sender sends it again.
+ */
+export interface Sink {
+  /**
+   * The next sequence number this sink already holds for (stream name, epoch), from what it stored earlier,
+   * or 0. Lets a receiver restarted mid-stream tell the sender where to resume.
+   */
+  resumePoint?(stream: StreamInfo): Promise<number>;
+  frame?(frame: ReceivedFrame): Promise<void> | void;
+  message?(message: ReceivedMessage): Promise<void> | void;
+  close?(): Promise<void> | void;
+}
