@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+/** Entry point of the `framewire` command: runs the CLI and turns Ctrl-C into a clean stop. */
+import { run } from './run.js';
+
+const controller = new AbortController();
+let interrupted = 0;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    interrupted++;
+    if (interrupted > 1) process.exit(130);
+    controller.abort();
+  });
+}
+process.exitCode = await run(process.argv.slice(2), { signal: controller.signal });

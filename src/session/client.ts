@@ -1,0 +1,860 @@
+/**
+ * The sending side. A client holds one connection at a time to one receiver and multiplexes named streams
+ * over it. Frames are pipelined under a window (frames and bytes): no round trip per frame; the receiver
+ * acknowledges cumulatively. Reliable streams keep every unacknowledged frame and resend it after a
+ * reconnect from the resume point the receiver gives; live streams keep only the newest unsent frame.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { type ErrorCode, FramewireError, toFramewireError } from '../errors.js';
+import {
+  type ContentType,
+  DEFAULT_LIMITS,
+  Flags,
+  type Limits,
+  MAX_STREAM_ID,
+  MESSAGE_CHANNEL,
+  MessageType,
+  STREAM_KINDS,
+  STREAM_MODES,
+  type StreamKind,
+  type StreamMode,
+} from '../protocol/constants.js';
+import {
+  type Encoded,
+  type ErrorBody,
+  encodeControl,
+  encodeFrame,
+  encodeMessage,
+  encodePing,
+  type FrameRef,
+  type HelloBody,
+  type Message,
+  type ResumePoint,
+  type WelcomeBody,
+} from '../protocol/messages.js';
+import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.js';
+import type { Connection } from '../transports/types.js';
+import type { Frame } from '../types.js';
+import { checkStreamName } from './names.js';
+import { VERSION } from './server.js';
+
+export interface ConnectOptions {
+  /** Unacknowledged frames in flight, all streams together (default 128). */
+  windowFrames?: number;
+  /** Unacknowledged payload bytes in flight, all streams together (default 32 MiB). */
+  windowBytes?: number;
+  /** Unacknowledged JSON messages (default 1024). */
+  windowMessages?: number;
+  /** How long to keep trying to connect or reconnect before giving up with ERR_UNREACHABLE (ms, default 30000). */
+  retryForMs?: number;
+  /** Time for one connection attempt (ms, default 5000). */
+  connectTimeoutMs?: number;
+  /** Time for the receiver to answer HELLO (ms, default 10000). */
+  handshakeTimeoutMs?: number;
+  /** Interval of keepalive pings (ms, default 5000). */
+  keepaliveMs?: number;
+  /** A receiver silent for this long is taken as dead and the client reconnects (ms, default 20000). */
+  peerTimeoutMs?: number;
+  /** Largest backoff between reconnect attempts (ms, default 5000). */
+  maxBackoffMs?: number;
+  /** Decoder limits for what the receiver sends. */
+  limits?: Partial<Limits>;
+  /** Identifies this run of the sender; a receiver keeps resume points per (stream, epoch). Default: random. */
+  epoch?: string;
+  /** Free text naming the client software, shown in the receiver's logs. */
+  clientName?: string;
+}
+
+export interface StreamOptions {
+  kind?: StreamKind;
+  mode?: StreamMode;
+}
+
+export interface AckEvent {
+  stream: string;
+  /** Highest sequence number now acknowledged. */
+  seq: number;
+  /** Frames and payload bytes newly acknowledged. */
+  frames: number;
+  bytes: number;
+}
+
+export interface ClientStats {
+  framesSent: number;
+  framesAcked: number;
+  bytesAcked: number;
+  framesRefused: number;
+  framesDropped: number;
+  retransmits: number;
+  messagesAcked: number;
+  reconnects: number;
+  /** Latest PING round-trip time in ms, or undefined before the first PONG. */
+  rttMs: number | undefined;
+  /** Time from writing a frame to its acknowledgement, over the last 10,000 frames (ms). */
+  ackLatencyMs: { p50: number; p99: number; max: number; samples: number };
+}
+
+export interface ClientEvents {
+  /** The handshake completed (first time or after a reconnect). */
+  connected: [{ url: string; session: string; reconnect: boolean }];
+  /** The connection was lost; the client is reconnecting. */
+  disconnected: [FramewireError | undefined];
+  reconnecting: [{ attempt: number; delayMs: number; error: FramewireError }];
+  ack: [AckEvent];
+  /** The receiver refused one frame (e.g. unsafe file name). The frame will not be sent again. */
+  'frame-error': [FramewireError];
+  /** The receiver refused a whole stream (unsafe stream name, stream busy, too many streams). */
+  'stream-error': [FramewireError];
+  /** A live frame was dropped at the sender because a newer one replaced it. */
+  drop: [{ stream: string; seq: number }];
+  /** The client gave up (receiver unreachable past retryForMs, or a fatal protocol error). */
+  error: [FramewireError];
+}
+
+interface OutFrame {
+  seq: number;
+  parts: Encoded;
+  bytes: number;
+  sent: boolean;
+  sentAt: number;
+}
+
+interface OutMessage {
+  seq: number;
+  parts: Encoded;
+  sent: boolean;
+}
+
+const MIME_BY_EXT: Record<string, ContentType> = {
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  raw: 'raw',
+};
+
+function guessContentType(name: string | undefined): ContentType {
+  const ext = name?.split('.').pop()?.toLowerCase();
+  if (ext && ext in MIME_BY_EXT) return MIME_BY_EXT[ext]!;
+  return name && name.includes('.') ? 'application/octet-stream' : 'image/jpeg';
+}
+
+/** Errors after which reconnecting cannot help. */
+const FINAL_CODES = new Set<string>([
+  'ERR_UNSUPPORTED_VERSION',
+  'ERR_BAD_MAGIC',
+  'ERR_UNKNOWN_TYPE',
+  'ERR_BAD_HEADER',
+  'ERR_BAD_JSON',
+  'ERR_PROTOCOL',
+  'ERR_AUTH',
+  'ERR_FRAME_TOO_LARGE',
+  'ERR_META_TOO_LARGE',
+  'ERR_MESSAGE_TOO_LARGE',
+]);
+
+function nowUs(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/** One named stream of a client. */
+export class ClientStream {
+  readonly name: string;
+  readonly kind: StreamKind;
+  readonly mode: StreamMode;
+  readonly id: number;
+  /** @internal */ pending: OutFrame[] = [];
+  /** @internal */ nextSeq = 0;
+  /** @internal */ open = false;
+  /** @internal */ failed: FramewireError | undefined;
+  /** @internal */ refused = new Map<number, FramewireError>();
+  /** @internal */ acked = -1;
+  /** @internal */ unsent = 0;
+  /** The receiver's resume point at the last open: frames below it were already held. */
+  resumedAt = 0;
+  private readonly client: FramewireClient;
+
+  /** @internal */
+  constructor(client: FramewireClient, id: number, name: string, kind: StreamKind, mode: StreamMode) {
+    this.client = client;
+    this.id = id;
+    this.name = name;
+    this.kind = kind;
+    this.mode = mode;
+  }
+
+  /**
+   * Queues a frame. Resolves once the frame is inside the window (reliable streams wait here when the
+   * receiver is slow: that is the backpressure). Live streams never wait: a newer frame replaces an unsent
+   * older one. Rejects when the stream was refused or the client gave up.
+   */
+  send(frame: Frame): Promise<number> {
+    return this.client.sendFrame(this, frame);
+  }
+
+  /** Next sequence number this stream will assign. */
+  get seq(): number {
+    return this.nextSeq;
+  }
+
+  /** Sets the next sequence number (before the first frame), e.g. to skip frames the receiver holds. */
+  startAt(seq: number): void {
+    if (this.nextSeq !== 0 || this.pending.length > 0) {
+      throw new FramewireError('ERR_BAD_OPTION', 'startAt() must be called before the first frame is sent');
+    }
+    this.nextSeq = seq;
+  }
+}
+
+export class FramewireClient extends EventEmitter<ClientEvents> {
+  readonly url: URL;
+  readonly epoch: string;
+  private readonly o: Required<Omit<ConnectOptions, 'limits' | 'epoch' | 'clientName'>> & {
+    limits: Limits;
+    clientName: string;
+  };
+  private conn: Connection | undefined;
+  private ready = false;
+  private readonly streams: ClientStream[] = [];
+  private readonly byId = new Map<number, ClientStream>();
+  private pendingFrames = 0;
+  private pendingBytes = 0;
+  private messages: OutMessage[] = [];
+  private messageSeq = 0;
+  private messagesUnsent = 0;
+  private waiters: Array<() => void> = [];
+  private flushWaiters: Array<{ resolve: () => void; reject: (e: FramewireError) => void }> = [];
+  private failure: FramewireError | undefined;
+  private closing = false;
+  private closed = false;
+  private connecting: Promise<void> | undefined;
+  private serverLimits = { maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes, maxMetaBytes: DEFAULT_LIMITS.maxMetaBytes, maxMessageBytes: DEFAULT_LIMITS.maxMessageBytes };
+  private keepalive: NodeJS.Timeout | undefined;
+  private lastHeard = 0;
+  private rr = 0;
+  private everConnected = false;
+  private readonly latencies = new Float64Array(10_000);
+  private latencyCount = 0;
+  private readonly s = {
+    framesSent: 0,
+    framesAcked: 0,
+    bytesAcked: 0,
+    framesRefused: 0,
+    framesDropped: 0,
+    retransmits: 0,
+    messagesAcked: 0,
+    reconnects: 0,
+    rttMs: undefined as number | undefined,
+  };
+
+  constructor(url: string, options: ConnectOptions = {}) {
+    super();
+    this.url = parseEndpoint(url, knownSchemes());
+    transportFor(this.url);
+    this.epoch = options.epoch ?? randomBytes(8).toString('hex');
+    if (this.epoch.length === 0 || this.epoch.length > 64) {
+      throw new FramewireError('ERR_BAD_OPTION', 'epoch must be 1..64 characters');
+    }
+    const positive = (name: string, v: number | undefined, dflt: number): number => {
+      const x = v ?? dflt;
+      if (!(x > 0)) throw new FramewireError('ERR_BAD_OPTION', `${name} must be a positive number, got ${String(v)}`);
+      return x;
+    };
+    this.o = {
+      windowFrames: positive('windowFrames', options.windowFrames, 128),
+      windowBytes: positive('windowBytes', options.windowBytes, 32 * 1024 * 1024),
+      windowMessages: positive('windowMessages', options.windowMessages, 1024),
+      retryForMs: options.retryForMs ?? 30_000,
+      connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, 5000),
+      handshakeTimeoutMs: positive('handshakeTimeoutMs', options.handshakeTimeoutMs, 10_000),
+      keepaliveMs: positive('keepaliveMs', options.keepaliveMs, 5000),
+      peerTimeoutMs: positive('peerTimeoutMs', options.peerTimeoutMs, 20_000),
+      maxBackoffMs: positive('maxBackoffMs', options.maxBackoffMs, 5000),
+      limits: { ...DEFAULT_LIMITS, ...options.limits },
+      clientName: options.clientName ?? `framewire/${VERSION} node/${process.versions.node}`,
+    };
+  }
+
+  /** The error the client gave up with, if it did. */
+  get error(): FramewireError | undefined {
+    return this.failure;
+  }
+
+  /** True while a connection is up and its handshake done. */
+  get connected(): boolean {
+    return this.ready;
+  }
+
+  /** Limits the receiver announced in WELCOME. */
+  get receiverLimits(): Readonly<{ maxFrameBytes: number; maxMetaBytes: number; maxMessageBytes: number }> {
+    return this.serverLimits;
+  }
+
+  stats(): ClientStats {
+    const n = Math.min(this.latencyCount, this.latencies.length);
+    const sorted = Array.from(this.latencies.subarray(0, n)).sort((a, b) => a - b);
+    const pick = (q: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.floor(q * n))]!);
+    return { ...this.s, ackLatencyMs: { p50: pick(0.5), p99: pick(0.99), max: n ? sorted[n - 1]! : 0, samples: n } };
+  }
+
+  /**
+   * Declares a stream. Throws ERR_UNSAFE_NAME at once for a name the receiver would refuse. The receiver
+   * may still refuse it (ERR_STREAM_BUSY, ERR_TOO_MANY_STREAMS): then 'stream-error' is emitted and
+   * send() rejects.
+   */
+  stream(name: string, options: StreamOptions = {}): ClientStream {
+    this.assertUsable();
+    checkStreamName(name);
+    const kind = options.kind ?? 'other';
+    const mode = options.mode ?? 'reliable';
+    if (!STREAM_KINDS.includes(kind)) {
+      throw new FramewireError('ERR_BAD_OPTION', `kind "${kind}" is not one of ${STREAM_KINDS.join(', ')}`);
+    }
+    if (!STREAM_MODES.includes(mode)) {
+      throw new FramewireError('ERR_BAD_OPTION', `mode "${mode}" is not one of ${STREAM_MODES.join(', ')}`);
+    }
+    const existing = this.streams.find((s) => s.name === name);
+    if (existing) return existing;
+    if (this.streams.length > MAX_STREAM_ID) throw new FramewireError('ERR_TOO_MANY_STREAMS', 'too many streams');
+    const st = new ClientStream(this, this.streams.length, name, kind, mode);
+    this.streams.push(st);
+    this.byId.set(st.id, st);
+    if (this.ready && this.conn) {
+      this.conn.send(encodeControl(MessageType.OPEN, this.decl(st)));
+    }
+    return st;
+  }
+
+  private decl(st: ClientStream) {
+    return { id: st.id, name: st.name, kind: st.kind, mode: st.mode, epoch: this.epoch };
+  }
+
+  private assertUsable(): void {
+    if (this.failure) throw this.failure;
+    if (this.closing || this.closed) throw new FramewireError('ERR_CLOSED', 'the client is closed');
+  }
+
+  /** @internal */
+  async sendFrame(st: ClientStream, frame: Frame): Promise<number> {
+    this.assertUsable();
+    if (st.failed) throw st.failed;
+    if (!Buffer.isBuffer(frame.data)) throw new FramewireError('ERR_BAD_FRAME', 'frame.data must be a Buffer');
+    if (frame.data.length > this.serverLimits.maxFrameBytes) {
+      throw new FramewireError(
+        'ERR_FRAME_TOO_LARGE',
+        `frame${frame.name ? ` ${frame.name}` : ''} of ${frame.data.length} bytes exceeds the receiver's maxFrameBytes ${this.serverLimits.maxFrameBytes}`,
+        { stream: st.name, hint: 'raise the receiver limit (serve --max-frame-bytes) or send smaller frames' },
+      );
+    }
+    const metaJson = frame.meta === undefined ? undefined : JSON.stringify(frame.meta);
+    if (metaJson !== undefined && Buffer.byteLength(metaJson) > this.serverLimits.maxMetaBytes) {
+      throw new FramewireError('ERR_META_TOO_LARGE', `frame metadata exceeds the receiver's maxMetaBytes ${this.serverLimits.maxMetaBytes}`, {
+        stream: st.name,
+      });
+    }
+    const contentType = frame.contentType ?? guessContentType(frame.name);
+    const bytes = frame.data.length;
+    if (st.mode === 'reliable') {
+      while (this.windowFull(bytes)) {
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+        this.assertUsable();
+        if (st.failed) throw st.failed;
+      }
+    }
+    const seq = st.nextSeq++;
+    const parts = encodeFrame({
+      streamId: st.id,
+      seq,
+      captureUs: frame.captureUs ?? nowUs(),
+      contentType,
+      pixelFormat: frame.pixelFormat ?? 'none',
+      width: frame.width ?? 0,
+      height: frame.height ?? 0,
+      name: frame.name ?? '',
+      metaJson,
+      payload: frame.data,
+    });
+    const out: OutFrame = { seq, parts, bytes, sent: false, sentAt: 0 };
+    if (st.mode === 'live') {
+      // Newest wins: an older frame that has not left yet is replaced, and counted.
+      const last = st.pending[st.pending.length - 1];
+      if (last && !last.sent) {
+        st.pending.pop();
+        st.unsent--;
+        this.pendingFrames--;
+        this.pendingBytes -= last.bytes;
+        this.s.framesDropped++;
+        this.emit('drop', { stream: st.name, seq: last.seq });
+      }
+    }
+    st.pending.push(out);
+    st.unsent++;
+    this.pendingFrames++;
+    this.pendingBytes += bytes;
+    this.pump();
+    return seq;
+  }
+
+  private windowFull(bytes: number): boolean {
+    if (this.pendingFrames === 0) return false;
+    return this.pendingFrames >= this.o.windowFrames || this.pendingBytes + bytes > this.o.windowBytes;
+  }
+
+  /**
+   * Sends a JSON message, optionally naming the frame it describes. Resolves once queued; delivery is
+   * reliable (acknowledged, resent after a reconnect). `json` may be a value or JSON text.
+   */
+  async message(json: unknown, options: { ref?: FrameRef; raw?: boolean } = {}): Promise<number> {
+    this.assertUsable();
+    let text: string;
+    if (options.raw && typeof json === 'string') {
+      try {
+        JSON.parse(json);
+      } catch (err) {
+        throw new FramewireError('ERR_BAD_JSON', `message is not valid JSON: ${(err as Error).message}`, {
+          hint: "quote the JSON for the shell, e.g. '{\"a\":1}'",
+        });
+      }
+      text = json;
+    } else {
+      const t = JSON.stringify(json);
+      if (t === undefined) throw new FramewireError('ERR_BAD_JSON', 'message has no JSON representation');
+      text = t;
+    }
+    if (Buffer.byteLength(text) > this.serverLimits.maxMessageBytes) {
+      throw new FramewireError('ERR_MESSAGE_TOO_LARGE', `message exceeds the receiver's maxMessageBytes ${this.serverLimits.maxMessageBytes}`);
+    }
+    while (this.messages.length >= this.o.windowMessages) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      this.assertUsable();
+    }
+    const seq = this.messageSeq++;
+    this.messages.push({ seq, parts: encodeMessage(seq, text, options.ref), sent: false });
+    this.messagesUnsent++;
+    this.pump();
+    return seq;
+  }
+
+  /** Resolves when every frame and message sent so far is acknowledged (or refused). */
+  flush(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.pendingFrames === 0 && this.messages.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.flushWaiters.push({ resolve, reject }));
+  }
+
+  /** Waits for every acknowledgement, says BYE and closes. Rejects when the client gave up. */
+  async close(): Promise<ClientStats> {
+    if (this.closed) {
+      if (this.failure) throw this.failure;
+      return this.stats();
+    }
+    try {
+      if (!this.failure) await this.flush();
+    } finally {
+      this.closing = true;
+      await this.disconnect();
+    }
+    if (this.failure) throw this.failure;
+    return this.stats();
+  }
+
+  /** Closes at once, dropping whatever is not acknowledged. */
+  destroy(): void {
+    this.closing = true;
+    this.closed = true;
+    this.stopKeepalive();
+    this.conn?.destroy();
+    this.fail(new FramewireError('ERR_CLOSED', 'client destroyed'), false);
+  }
+
+  private async disconnect(): Promise<void> {
+    this.closed = true;
+    this.stopKeepalive();
+    const conn = this.conn;
+    if (!conn || conn.closed) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        conn.destroy();
+        resolve();
+      }, 2000);
+      t.unref();
+      conn.on('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      if (this.ready) conn.send(encodeControl(MessageType.BYE, { reason: 'done' }));
+      else conn.close();
+    });
+  }
+
+  // ---- connecting --------------------------------------------------------------------------------------
+
+  /** @internal Connects, retrying with backoff until retryForMs has passed since the first failure. */
+  connectLoop(): Promise<void> {
+    this.connecting ??= this.runConnectLoop().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  private async runConnectLoop(): Promise<void> {
+    const started = Date.now();
+    let attempt = 0;
+    for (;;) {
+      if (this.closed || this.failure) return;
+      try {
+        await this.attempt();
+        return;
+      } catch (err) {
+        const e = toFramewireError(err, 'ERR_UNREACHABLE', `connecting to ${this.url.href}`);
+        if (FINAL_CODES.has(e.code)) {
+          this.fail(e);
+          return;
+        }
+        attempt++;
+        const elapsed = Date.now() - started;
+        if (elapsed >= this.o.retryForMs) {
+          const reason = e.code === 'ERR_UNREACHABLE' ? e.detail : e.message;
+          this.fail(
+            new FramewireError('ERR_UNREACHABLE', `gave up on ${this.url.href} after ${attempt} attempts in ${(elapsed / 1000).toFixed(1)} s: ${reason}`, {
+              hint: e.hint ?? 'is the receiver running? start it with: framewire serve',
+              cause: e,
+            }),
+          );
+          return;
+        }
+        const base = Math.min(this.o.maxBackoffMs, 100 * 2 ** Math.min(attempt - 1, 10));
+        const delayMs = Math.min(Math.round(base * (0.5 + Math.random() / 2)), Math.max(0, this.o.retryForMs - elapsed));
+        if (this.listenerCount('reconnecting') > 0) this.emit('reconnecting', { attempt, delayMs, error: e });
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
+    }
+  }
+
+  private attempt(): Promise<void> {
+    const t = transportFor(this.url);
+    return t.connect(this.url, { limits: this.o.limits, connectTimeoutMs: this.o.connectTimeoutMs }).then(
+      (conn) => this.handshake(conn),
+    );
+  }
+
+  private handshake(conn: Connection): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.closed) {
+        conn.destroy();
+        resolve();
+        return;
+      }
+      this.conn = conn;
+      this.lastHeard = Date.now();
+      let settled = false;
+      const timer = setTimeout(() => {
+        settle(new FramewireError('ERR_HANDSHAKE_TIMEOUT', `${this.url.href} did not answer HELLO within ${this.o.handshakeTimeoutMs} ms`));
+      }, this.o.handshakeTimeoutMs);
+      const settle = (err?: FramewireError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) {
+          conn.destroy(err);
+          if (this.conn === conn) this.conn = undefined;
+          reject(err);
+        } else resolve();
+      };
+      conn.on('message', (m: Message) => {
+        this.lastHeard = Date.now();
+        if (!this.ready) {
+          if (m.type === MessageType.WELCOME) {
+            this.onWelcome(m.body);
+            settle();
+          } else if (m.type === MessageType.ERROR) {
+            if (m.body.fatal) settle(this.remoteError(m.body));
+            else this.onError(m.body);
+          } else if (m.type === MessageType.BYE) {
+            settle(new FramewireError('ERR_CLOSED', `receiver said BYE during the handshake: ${String(m.body.reason)}`));
+          }
+          return;
+        }
+        this.onMessage(m);
+      });
+      conn.on('drain', () => this.pump());
+      conn.on('close', (err) => {
+        if (!settled) {
+          settle(err ?? new FramewireError('ERR_CLOSED', `${this.url.href} closed the connection during the handshake`));
+          return;
+        }
+        this.onConnectionLost(conn, err);
+      });
+      const hello: HelloBody = {
+        protocol: 1,
+        client: this.o.clientName,
+        epoch: this.epoch,
+        streams: this.streams.filter((s) => !s.failed).map((s) => this.decl(s)),
+        messageSeq: this.messages[0]?.seq ?? this.messageSeq,
+      };
+      conn.send(encodeControl(MessageType.HELLO, hello));
+    });
+  }
+
+  private remoteError(body: ErrorBody): FramewireError {
+    const code = typeof body.code === 'string' && body.code.startsWith('ERR_') ? (body.code as ErrorCode) : 'ERR_REMOTE';
+    const msg = String(body.message ?? '').replace(/^ERR_[A-Z_]+: /, '');
+    return new FramewireError(code, `receiver: ${msg}`);
+  }
+
+  private onWelcome(w: WelcomeBody): void {
+    const reconnect = this.everConnected;
+    this.everConnected = true;
+    this.ready = true;
+    if (reconnect) this.s.reconnects++;
+    if (w.limits && typeof w.limits.maxFrameBytes === 'number') this.serverLimits = { ...w.limits };
+    for (const p of Array.isArray(w.streams) ? w.streams : []) this.applyResume(p);
+    // Messages the receiver already holds are done; the rest go again.
+    const mnext = typeof w.messageNext === 'number' ? w.messageNext : 0;
+    this.ackMessages(mnext - 1);
+    this.startKeepalive();
+    this.emit('connected', { url: this.url.href, session: String(w.session), reconnect });
+    this.pump();
+  }
+
+  private applyResume(p: ResumePoint): void {
+    const st = this.byId.get(p.id);
+    if (!st || typeof p.next !== 'number') return;
+    st.open = true;
+    st.resumedAt = p.next;
+    if (st.nextSeq === 0 && st.pending.length === 0 && p.next > 0 && st.mode === 'reliable') {
+      // A fresh stream that the receiver already holds frames of (same epoch): continue after them.
+      st.nextSeq = p.next;
+    }
+    this.ackStream(st, p.next - 1);
+    if (st.nextSeq < p.next) st.nextSeq = p.next;
+  }
+
+  private onConnectionLost(conn: Connection, err: FramewireError | undefined): void {
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    this.ready = false;
+    this.stopKeepalive();
+    for (const st of this.streams) {
+      st.open = false;
+      if (st.mode === 'live') {
+        // Frames in flight on a live stream are not resent: freshness beats completeness.
+        const lost = st.pending.filter((f) => f.sent);
+        for (const f of lost) {
+          this.pendingFrames--;
+          this.pendingBytes -= f.bytes;
+          this.s.framesDropped++;
+        }
+        st.pending = st.pending.filter((f) => !f.sent);
+      } else {
+        for (const f of st.pending) {
+          if (f.sent) {
+            f.sent = false;
+            f.parts[0]![4]! |= Flags.RETRANSMIT;
+            st.unsent++;
+          }
+        }
+      }
+    }
+    for (const m of this.messages) {
+      if (m.sent) {
+        m.sent = false;
+        this.messagesUnsent++;
+      }
+    }
+    this.wake();
+    if (this.closed || this.failure) return;
+    this.emit('disconnected', err);
+    void this.connectLoop();
+  }
+
+  private startKeepalive(): void {
+    this.stopKeepalive();
+    this.keepalive = setInterval(() => {
+      const conn = this.conn;
+      if (!conn || !this.ready) return;
+      if (Date.now() - this.lastHeard > this.o.peerTimeoutMs) {
+        conn.destroy(new FramewireError('ERR_PEER_TIMEOUT', `${this.url.href} sent nothing for ${this.o.peerTimeoutMs} ms`));
+        return;
+      }
+      conn.send(encodePing(MessageType.PING, Math.round(performance.now() * 1000)));
+    }, this.o.keepaliveMs);
+    this.keepalive.unref();
+  }
+
+  private stopKeepalive(): void {
+    if (this.keepalive) clearInterval(this.keepalive);
+    this.keepalive = undefined;
+  }
+
+  // ---- while connected ---------------------------------------------------------------------------------
+
+  private onMessage(m: Message): void {
+    switch (m.type) {
+      case MessageType.ACK:
+        if (m.stream === MESSAGE_CHANNEL) this.ackMessages(m.seq);
+        else {
+          const st = this.byId.get(m.stream);
+          if (st) this.ackStream(st, m.seq);
+        }
+        break;
+      case MessageType.OPENED:
+        if (m.body && typeof m.body.id === 'number') this.applyResume(m.body);
+        this.pump();
+        break;
+      case MessageType.ERROR:
+        if (m.body.fatal) {
+          const e = this.remoteError(m.body);
+          if (FINAL_CODES.has(e.code)) this.fail(e);
+          // Otherwise the receiver closes the connection and we reconnect and resume.
+        } else this.onError(m.body);
+        break;
+      case MessageType.PONG:
+        this.s.rttMs = (performance.now() * 1000 - m.time) / 1000;
+        break;
+      case MessageType.PING:
+        this.conn?.send(encodePing(MessageType.PONG, m.time));
+        break;
+      case MessageType.BYE:
+        // The receiver is shutting down; it closes the connection and we reconnect.
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onError(body: ErrorBody): void {
+    const err = this.remoteError(body);
+    const st = typeof body.stream === 'number' ? this.byId.get(body.stream) : undefined;
+    if (!st) return;
+    if (typeof body.seq === 'number') {
+      st.refused.set(body.seq, new FramewireError(err.code, err.detail, { stream: st.name, seq: body.seq }));
+      return;
+    }
+    // The whole stream was refused: its frames can never be delivered.
+    const e = new FramewireError(err.code, err.detail, { stream: st.name });
+    st.failed = e;
+    for (const f of st.pending) {
+      this.pendingFrames--;
+      this.pendingBytes -= f.bytes;
+    }
+    st.pending = [];
+    st.unsent = 0;
+    if (this.listenerCount('stream-error') > 0) this.emit('stream-error', e);
+    this.wake();
+    this.checkFlushed();
+  }
+
+  private ackStream(st: ClientStream, seq: number): void {
+    if (seq <= st.acked && st.pending[0] && st.pending[0].seq > seq) return;
+    const now = performance.now();
+    let frames = 0;
+    let bytes = 0;
+    while (st.pending.length > 0 && st.pending[0]!.seq <= seq) {
+      const f = st.pending.shift()!;
+      if (!f.sent) st.unsent--;
+      this.pendingFrames--;
+      this.pendingBytes -= f.bytes;
+      const refused = st.refused.get(f.seq);
+      if (refused) {
+        st.refused.delete(f.seq);
+        this.s.framesRefused++;
+        if (this.listenerCount('frame-error') > 0) this.emit('frame-error', refused);
+        continue;
+      }
+      frames++;
+      bytes += f.bytes;
+      if (f.sent) {
+        this.latencies[this.latencyCount++ % this.latencies.length] = now - f.sentAt;
+      }
+    }
+    if (seq > st.acked) st.acked = seq;
+    this.s.framesAcked += frames;
+    this.s.bytesAcked += bytes;
+    if (frames > 0 && this.listenerCount('ack') > 0) this.emit('ack', { stream: st.name, seq, frames, bytes });
+    this.wake();
+    this.checkFlushed();
+  }
+
+  private ackMessages(seq: number): void {
+    let n = 0;
+    while (this.messages.length > 0 && this.messages[0]!.seq <= seq) {
+      const m = this.messages.shift()!;
+      if (!m.sent) this.messagesUnsent--;
+      n++;
+    }
+    this.s.messagesAcked += n;
+    if (n > 0) {
+      this.wake();
+      this.checkFlushed();
+    }
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+
+  private checkFlushed(): void {
+    if (this.pendingFrames !== 0 || this.messages.length !== 0 || this.flushWaiters.length === 0) return;
+    const w = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const f of w) f.resolve();
+  }
+
+  private fail(err: FramewireError, emit = true): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.stopKeepalive();
+    this.conn?.destroy();
+    this.wake();
+    const w = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const f of w) f.reject(err);
+    if (emit && this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** Writes what the window and the socket allow, round-robin over streams, messages first. */
+  private pump(): void {
+    const conn = this.conn;
+    if (!conn || !this.ready || conn.closed) return;
+    if (this.messagesUnsent > 0) {
+      for (const m of this.messages) {
+        if (m.sent) continue;
+        m.sent = true;
+        this.messagesUnsent--;
+        if (!conn.send(m.parts)) return;
+      }
+    }
+    const n = this.streams.length;
+    let idle = 0;
+    while (idle < n) {
+      const st = this.streams[this.rr++ % n]!;
+      if (!st.open || st.unsent === 0) {
+        idle++;
+        continue;
+      }
+      idle = 0;
+      const f = st.pending[st.pending.length - st.unsent]!;
+      f.sent = true;
+      f.sentAt = performance.now();
+      st.unsent--;
+      this.s.framesSent++;
+      if (f.parts[0]![4]! & Flags.RETRANSMIT) this.s.retransmits++;
+      if (!conn.send(f.parts)) return;
+    }
+  }
+}
+
+/**
+ * Connects to a receiver. Resolves once the first handshake is done; retries with backoff for
+ * `retryForMs` and rejects with ERR_UNREACHABLE when the receiver cannot be reached.
+ */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<FramewireClient> {
+  const client = new FramewireClient(url, options);
+  await client.connectLoop();
+  if (client.error) throw client.error;
+  return client;
+}
