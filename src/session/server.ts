@@ -138,6 +138,19 @@ function checkDecl(d: unknown): StreamDecl {
   return { id, name, kind: kind as StreamKind, mode: mode as StreamMode, epoch };
 }
 
+/**
+ * An endpoint that is not a protocol v1 transport (e.g. the seed programs' formats in src/compat): it is
+ * started with the server and hands what it receives to {@link FramewireServer.deliverFrame} and
+ * {@link FramewireServer.deliverMessage}.
+ */
+export type EndpointStarter = (url: URL, server: FramewireServer) => Promise<Listener>;
+const endpointStarters = new Map<string, EndpointStarter>();
+
+/** Registers a non-native endpoint scheme for `listen` (used by src/compat). */
+export function registerEndpoint(scheme: string, start: EndpointStarter): void {
+  endpointStarters.set(scheme, start);
+}
+
 export class FramewireServer extends EventEmitter<ServerEvents> {
   readonly options: Required<Omit<ServerOptions, 'listen' | 'sinks' | 'limits'>> & { limits: Limits };
   readonly sinks: Sink[];
@@ -166,9 +179,15 @@ export class FramewireServer extends EventEmitter<ServerEvents> {
 
   /** Binds every endpoint. Rejects with ERR_BAD_URL, ERR_UNSUPPORTED_SCHEME or ERR_LISTEN_FAILED. */
   async start(): Promise<void> {
-    const urls = this.endpoints.map((e) => parseEndpoint(e, knownSchemes()));
+    const schemes = [...knownSchemes(), ...endpointStarters.keys()];
+    const urls = this.endpoints.map((e) => parseEndpoint(e, schemes));
     try {
       for (const url of urls) {
+        const starter = endpointStarters.get(url.protocol.slice(0, -1));
+        if (starter) {
+          this.bound.push(await starter(url, this));
+          continue;
+        }
         const t = transportFor(url);
         const l = await t.listen(url, { limits: this.options.limits, connectTimeoutMs: 0 }, (conn) =>
           this.accept(conn),
@@ -214,6 +233,34 @@ export class FramewireServer extends EventEmitter<ServerEvents> {
     const s = new ReceiverSession(this, conn);
     this.sessions.add(s);
     conn.on('close', () => this.sessions.delete(s));
+  }
+
+  /**
+   * Hands a frame to every sink, then to 'frame' listeners. Resolves once every sink stored it; rejects with
+   * ERR_UNSAFE_NAME for a refused name (nothing written) or ERR_WRITE_FAILED. The native sessions use it,
+   * and so do endpoints that speak other wire formats (src/compat), so their frames reach every sink.
+   */
+  async deliverFrame(frame: ReceivedFrame): Promise<void> {
+    for (const sink of this.sinks) {
+      if (sink.frame) await sink.frame(frame);
+    }
+    try {
+      this.emit('frame', frame);
+    } catch (err) {
+      this.warn(toFramewireError(err, 'ERR_PROTOCOL', "a 'frame' listener threw"));
+    }
+  }
+
+  /** Hands a JSON message to every sink, then to 'message' listeners; like {@link deliverFrame}. */
+  async deliverMessage(message: ReceivedMessage): Promise<void> {
+    for (const sink of this.sinks) {
+      if (sink.message) await sink.message(message);
+    }
+    try {
+      this.emit('message', message);
+    } catch (err) {
+      this.warn(toFramewireError(err, 'ERR_PROTOCOL', "a 'message' listener threw"));
+    }
   }
 
   /** @internal */
@@ -601,7 +648,6 @@ export class ReceiverSession {
     s.record.idle = new Promise<void>((resolve) => {
       s.idleResolve = resolve;
     });
-    const sinks = this.server.sinks;
     try {
       for (;;) {
         const item = s.queue.shift();
@@ -629,9 +675,7 @@ export class ReceiverSession {
             crc: f.crc,
           };
           try {
-            for (const sink of sinks) {
-              if (sink.frame) await sink.frame(rf);
-            }
+            await this.server.deliverFrame(rf);
           } catch (err) {
             const e = toFramewireError(err, 'ERR_WRITE_FAILED', `storing frame ${f.seq} of "${s.info.name}"`);
             if (e.code !== 'ERR_UNSAFE_NAME') {
@@ -643,10 +687,7 @@ export class ReceiverSession {
             }
             refused = e;
           }
-          if (!refused) {
-            s.record.durableNext = f.seq + 1;
-            this.emitFrame(rf);
-          }
+          if (!refused) s.record.durableNext = f.seq + 1;
         }
         if (refused) {
           s.record.durableNext = f.seq + 1;
@@ -662,14 +703,6 @@ export class ReceiverSession {
       s.idleResolve?.();
       s.idleResolve = undefined;
       this.maybeFinishBye();
-    }
-  }
-
-  private emitFrame(rf: ReceivedFrame): void {
-    try {
-      this.server.emit('frame', rf);
-    } catch (err) {
-      this.server.warn(toFramewireError(err, 'ERR_PROTOCOL', "a 'frame' listener threw"));
     }
   }
 
@@ -727,20 +760,14 @@ export class ReceiverSession {
       json: m.json,
       text: m.text,
     };
-    const sinks = this.server.sinks;
     this.messageChain = this.messageChain.then(async () => {
       if (this.finished) return;
       try {
-        for (const sink of sinks) if (sink.message) await sink.message(rm);
+        await this.server.deliverMessage(rm);
       } catch (err) {
         this.server.setMessageResume(this.epoch, m.seq);
         this.fatal(toFramewireError(err, 'ERR_WRITE_FAILED', `storing message ${m.seq}`));
         return;
-      }
-      try {
-        this.server.emit('message', rm);
-      } catch (err) {
-        this.server.warn(toFramewireError(err, 'ERR_PROTOCOL', "a 'message' listener threw"));
       }
       this.messageAcked = m.seq;
       this.scheduleAck();

@@ -1,0 +1,514 @@
+import assert from 'node:assert/strict';
+import {
+  appendFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { FramewireError } from '../../src/errors.js';
+import { FolderSink, type FolderSinkOptions } from '../../src/sinks/folder.js';
+import type { ReceivedFrame, ReceivedMessage, StreamInfo } from '../../src/types.js';
+
+let tmp: string;
+let dirCount = 0;
+
+before(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'fw-'));
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** A fresh output folder (not yet created) inside the test's temp dir. */
+function outDir(): string {
+  dirCount += 1;
+  return join(tmp, `out${dirCount}`);
+}
+
+function streamInfo(name = 'cam0', epoch = 'e1'): StreamInfo {
+  return { name, kind: 'visible', mode: 'reliable', epoch, sender: '10.0.0.2:5000' };
+}
+
+function frame(seq: number, over: Partial<ReceivedFrame> = {}): ReceivedFrame {
+  return {
+    stream: streamInfo(),
+    seq,
+    captureUs: 1_700_000_000_000_000 + seq,
+    receivedUs: 1_700_000_000_500_000 + seq,
+    contentType: 'image/jpeg',
+    pixelFormat: 'none',
+    width: 0,
+    height: 0,
+    name: '',
+    meta: undefined,
+    data: Buffer.from(`frame ${seq} \u00ff\u0000 bytes`, 'latin1'),
+    crc: 1000 + seq,
+    ...over,
+  };
+}
+
+function message(seq: number, over: Partial<ReceivedMessage> = {}): ReceivedMessage {
+  const json = { seq, boxes: [[1, 2, 3, 4]], label: 'line\nbreak' };
+  return {
+    sender: '10.0.0.2:5000',
+    epoch: 'e1',
+    seq,
+    receivedUs: 1_700_000_000_000_000 + seq,
+    ref: { stream: 'cam0', seq: 41 },
+    json,
+    text: JSON.stringify(json, null, 2),
+    ...over,
+  };
+}
+
+async function open(dir: string, options?: FolderSinkOptions): Promise<FolderSink> {
+  return FolderSink.open(dir, options);
+}
+
+async function lines(path: string): Promise<unknown[]> {
+  const text = await readFile(path, 'utf8');
+  assert.ok(text.endsWith('\n'), 'every line ends with a newline');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as unknown);
+}
+
+async function listing(dir: string): Promise<string[]> {
+  return (await readdir(dir)).sort();
+}
+
+/** Open file descriptors of this process, where the platform shows them (Linux); else undefined. */
+async function openFds(): Promise<number | undefined> {
+  try {
+    return (await readdir('/proc/self/fd')).length;
+  } catch {
+    return undefined;
+  }
+}
+
+function isCode(code: string): (err: unknown) => boolean {
+  return (err: unknown) => {
+    assert.ok(err instanceof FramewireError, `expected a FramewireError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return true;
+  };
+}
+
+describe('FolderSink frames', () => {
+  test('saves frames byte-identical under their own names and indexes them', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    const a = frame(0, { name: 'a.jpg', width: 640, height: 480, meta: { exposure: 12 } });
+    const b = frame(1, { name: 'b.png', contentType: 'image/png' });
+    await sink.frame(a);
+    await sink.frame(b);
+    await sink.close();
+
+    assert.deepEqual(await listing(join(out, 'cam0')), ['a.jpg', 'b.png', 'index.jsonl']);
+    assert.deepEqual(await readFile(join(out, 'cam0', 'a.jpg')), a.data);
+    assert.deepEqual(await readFile(join(out, 'cam0', 'b.png')), b.data);
+    const text = await readFile(join(out, 'cam0', 'index.jsonl'), 'utf8');
+    const [l0] = text.split('\n');
+    // Key order is part of the format people grep and diff.
+    assert.ok(l0?.startsWith('{"seq":0,"name":"a.jpg","bytes":'), l0);
+    assert.deepEqual(await lines(join(out, 'cam0', 'index.jsonl')), [
+      {
+        seq: 0,
+        name: 'a.jpg',
+        bytes: a.data.length,
+        captureUs: a.captureUs,
+        receivedUs: a.receivedUs,
+        contentType: 'image/jpeg',
+        epoch: 'e1',
+        sender: '10.0.0.2:5000',
+        crc: 1000,
+        width: 640,
+        height: 480,
+        meta: { exposure: 12 },
+      },
+      {
+        seq: 1,
+        name: 'b.png',
+        bytes: b.data.length,
+        captureUs: b.captureUs,
+        receivedUs: b.receivedUs,
+        contentType: 'image/png',
+        epoch: 'e1',
+        sender: '10.0.0.2:5000',
+        crc: 1001,
+      },
+    ]);
+  });
+
+  test('names unnamed frames by sequence number with an extension from the content type', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    await sink.frame(frame(7));
+    await sink.frame(frame(8, { contentType: 'image/png' }));
+    await sink.frame(
+      frame(9, { contentType: 'raw', pixelFormat: 'gray8', width: 4, height: 2, data: Buffer.alloc(8, 7) }),
+    );
+    await sink.frame(frame(1_234_567_890, { contentType: 'application/octet-stream' }));
+    await sink.close();
+    assert.deepEqual(await listing(join(out, 'cam0')), [
+      '000000007.jpg',
+      '000000008.png',
+      '000000009.raw',
+      '1234567890.bin',
+      'index.jsonl',
+    ]);
+    assert.deepEqual(await readFile(join(out, 'cam0', '000000009.raw')), Buffer.alloc(8, 7));
+    const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as Record<string, unknown>[];
+    assert.deepEqual(
+      index.map((e) => e.name),
+      ['000000007.jpg', '000000008.png', '000000009.raw', '1234567890.bin'],
+    );
+    assert.equal(index[2]?.pixelFormat, 'gray8');
+    assert.equal(index[0]?.pixelFormat, undefined);
+    assert.ok(!('meta' in (index[0] ?? {})));
+  });
+
+  test('a later frame of the same name replaces the file', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    await sink.frame(frame(0, { name: 'latest-shot.jpg', data: Buffer.from('old') }));
+    await sink.frame(frame(1, { name: 'latest-shot.jpg', data: Buffer.from('new') }));
+    await sink.close();
+    assert.equal(await readFile(join(out, 'cam0', 'latest-shot.jpg'), 'utf8'), 'new');
+  });
+
+  test('concurrent first frames of one stream, and of many streams, share one setup each', async () => {
+    const out = outDir();
+    const fdsBefore = await openFds();
+    const sink = await open(out, { fsync: true });
+    const jobs: Promise<void>[] = [];
+    for (let s = 0; s < 5; s++) {
+      for (let i = 0; i < 4; i++) {
+        jobs.push(sink.frame(frame(i, { stream: streamInfo(`cam${s}`), name: `f${i}.jpg` })));
+      }
+    }
+    await Promise.all(jobs);
+    await sink.close();
+    // A second setup of the same stream would leave an index handle that close() does not know about.
+    assert.equal(await openFds(), fdsBefore);
+    for (let s = 0; s < 5; s++) {
+      assert.deepEqual(await listing(join(out, `cam${s}`)), [
+        'f0.jpg',
+        'f1.jpg',
+        'f2.jpg',
+        'f3.jpg',
+        'index.jsonl',
+      ]);
+      const seqs = ((await lines(join(out, `cam${s}`, 'index.jsonl'))) as { seq: number }[]).map(
+        (e) => e.seq,
+      );
+      assert.deepEqual(
+        seqs.sort((x, y) => x - y),
+        [0, 1, 2, 3],
+      );
+    }
+  });
+
+  test('the constructor alone works: the first write creates the output folder', async () => {
+    const out = join(outDir(), 'deeper', 'still');
+    const sink = new FolderSink(out);
+    await sink.frame(frame(0));
+    await sink.close();
+    assert.deepEqual(await listing(join(out, 'cam0')), ['000000000.jpg', 'index.jsonl']);
+  });
+});
+
+describe('FolderSink resume points', () => {
+  test('0 for an unknown stream, 1 + highest seq after writing, and again after a restart', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    assert.equal(await sink.resumePoint(streamInfo()), 0);
+    for (let i = 0; i < 5; i++) await sink.frame(frame(i));
+    assert.equal(await sink.resumePoint(streamInfo()), 5);
+    await sink.close();
+
+    const again = await open(out);
+    assert.equal(await again.resumePoint(streamInfo()), 5);
+    await again.frame(frame(5));
+    assert.equal(await again.resumePoint(streamInfo()), 6);
+    assert.equal(await again.resumePoint(streamInfo('cam1')), 0);
+    await again.close();
+  });
+
+  test('resume points are per epoch', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    for (let i = 0; i < 3; i++) await sink.frame(frame(i, { stream: streamInfo('cam0', 'old') }));
+    for (let i = 0; i < 10; i++) await sink.frame(frame(i, { stream: streamInfo('cam0', 'new') }));
+    assert.equal(await sink.resumePoint(streamInfo('cam0', 'old')), 3);
+    assert.equal(await sink.resumePoint(streamInfo('cam0', 'new')), 10);
+    assert.equal(await sink.resumePoint(streamInfo('cam0', 'other')), 0);
+    await sink.close();
+
+    const again = await open(out);
+    assert.equal(await again.resumePoint(streamInfo('cam0', 'old')), 3);
+    assert.equal(await again.resumePoint(streamInfo('cam0', 'new')), 10);
+    assert.equal(await again.resumePoint(streamInfo('cam0', 'other')), 0);
+    await again.close();
+  });
+
+  test('a torn last line is ignored, and the next line starts on a fresh line', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    for (let i = 0; i < 3; i++) await sink.frame(frame(i));
+    await sink.close();
+    // A crash in the middle of appending the line of frame 3.
+    await appendFile(join(out, 'cam0', 'index.jsonl'), '{"seq":3,"name":"000000003.jpg","by');
+
+    const again = await open(out);
+    assert.equal(await again.resumePoint(streamInfo()), 3);
+    await again.frame(frame(3));
+    await again.close();
+
+    const third = await open(out);
+    assert.equal(await third.resumePoint(streamInfo()), 4);
+    await third.close();
+    const text = await readFile(join(out, 'cam0', 'index.jsonl'), 'utf8');
+    const parsed = text
+      .split('\n')
+      .filter((l) => l !== '')
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as { seq: number }];
+        } catch {
+          return [];
+        }
+      });
+    assert.deepEqual(
+      parsed.map((e) => e.seq),
+      [0, 1, 2, 3],
+    );
+  });
+
+  test('a frame written while the index is being read is not lost from the resume point', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    for (let i = 0; i < 3; i++) await sink.frame(frame(i));
+    await sink.close();
+    const again = await open(out);
+    const [point] = await Promise.all([again.resumePoint(streamInfo()), again.frame(frame(3))]);
+    assert.ok(point === 3 || point === 4);
+    assert.equal(await again.resumePoint(streamInfo()), 4);
+    await again.close();
+  });
+
+  test('a large index is read quickly', async () => {
+    const out = outDir();
+    await mkdir(join(out, 'cam0'), { recursive: true });
+    const parts: string[] = [];
+    for (let i = 0; i < 100_000; i++) {
+      const epoch = i % 2 === 0 ? 'even' : 'odd';
+      parts.push(
+        `{"seq":${i},"name":"${String(i).padStart(9, '0')}.jpg","bytes":123456,"captureUs":1700000000000000,` +
+          `"receivedUs":1700000000000001,"contentType":"image/jpeg","epoch":"${epoch}","sender":"h:1","crc":1}\n`,
+      );
+    }
+    await writeFile(join(out, 'cam0', 'index.jsonl'), parts.join(''));
+    const sink = await open(out);
+    const t0 = performance.now();
+    assert.equal(await sink.resumePoint(streamInfo('cam0', 'even')), 99_999);
+    const ms = performance.now() - t0;
+    assert.equal(await sink.resumePoint(streamInfo('cam0', 'odd')), 100_000);
+    await sink.close();
+    assert.ok(ms < 5000, `reading 100k index lines took ${ms.toFixed(0)} ms`);
+  });
+});
+
+describe('FolderSink name safety', () => {
+  const unsafe = ['..', '../x', '/etc/passwd', 'a\u0000b', 'n'.repeat(300), 'index.jsonl', '.hidden'];
+
+  for (const name of unsafe) {
+    test(`refuses the file name ${JSON.stringify(name.length > 20 ? `${name.slice(0, 8)}…` : name)}`, async () => {
+      const out = outDir();
+      const sink = await open(out);
+      await assert.rejects(sink.frame(frame(0, { name })), isCode('ERR_UNSAFE_NAME'));
+      await sink.close();
+      // Not even the stream folder is created for a refused frame.
+      assert.deepEqual(await listing(out), []);
+    });
+  }
+
+  for (const name of [...unsafe.filter((n) => n !== 'index.jsonl'), 'messages.jsonl']) {
+    test(`refuses the stream name ${JSON.stringify(name.length > 20 ? `${name.slice(0, 8)}…` : name)}`, async () => {
+      const out = outDir();
+      const sink = await open(out);
+      await assert.rejects(sink.frame(frame(0, { stream: streamInfo(name) })), isCode('ERR_UNSAFE_NAME'));
+      await assert.rejects(sink.resumePoint(streamInfo(name)), isCode('ERR_UNSAFE_NAME'));
+      await sink.close();
+      assert.deepEqual(await listing(out), []);
+      // '../x' would have landed next to the output folder.
+      assert.ok(!(await listing(tmp)).includes('x'));
+    });
+  }
+
+  test('a symlink at the target name is replaced, not written through', async () => {
+    const out = outDir();
+    const outside = join(tmp, 'outside-file');
+    await mkdir(outside);
+    const victim = join(outside, 'file');
+    await writeFile(victim, 'precious');
+    const sink = await open(out);
+    await sink.frame(frame(0, { name: 'first.jpg' }));
+    await symlink(victim, join(out, 'cam0', 'evil.jpg'));
+    const f = frame(1, { name: 'evil.jpg', data: Buffer.from('payload') });
+    await sink.frame(f);
+    await sink.close();
+    assert.equal(await readFile(victim, 'utf8'), 'precious');
+    const st = await lstat(join(out, 'cam0', 'evil.jpg'));
+    assert.ok(st.isFile() && !st.isSymbolicLink());
+    assert.equal(await readFile(join(out, 'cam0', 'evil.jpg'), 'utf8'), 'payload');
+  });
+
+  test('a stream folder that is a symlink is refused', async () => {
+    const out = outDir();
+    const outside = join(tmp, 'outside-dir');
+    await mkdir(outside);
+    await mkdir(out);
+    await symlink(outside, join(out, 'cam0'));
+    const sink = await open(out);
+    await assert.rejects(sink.frame(frame(0)), (err: unknown) => {
+      isCode('ERR_UNSAFE_NAME')(err);
+      assert.match((err as Error).message, /cam0 is refused: it is a symbolic link/);
+      return true;
+    });
+    await assert.rejects(sink.resumePoint(streamInfo()), isCode('ERR_UNSAFE_NAME'));
+    // Still refused on the next frame: a refusal is not forgotten, it is checked again.
+    await assert.rejects(sink.frame(frame(0)), isCode('ERR_UNSAFE_NAME'));
+    await sink.close();
+    assert.deepEqual(await listing(outside), []);
+  });
+
+  test('a stream folder name taken by a file is refused', async () => {
+    const out = outDir();
+    await mkdir(out);
+    await writeFile(join(out, 'cam0'), 'not a folder');
+    const sink = await open(out);
+    await assert.rejects(sink.frame(frame(0)), isCode('ERR_UNSAFE_NAME'));
+    await sink.close();
+  });
+
+  test('an index.jsonl that is a symlink is refused', async () => {
+    const out = outDir();
+    const outside = join(tmp, 'outside-index');
+    await writeFile(outside, 'precious\n');
+    await mkdir(join(out, 'cam0'), { recursive: true });
+    await symlink(outside, join(out, 'cam0', 'index.jsonl'));
+    const sink = await open(out);
+    await assert.rejects(sink.frame(frame(0)), isCode('ERR_UNSAFE_NAME'));
+    await assert.rejects(sink.resumePoint(streamInfo()), isCode('ERR_UNSAFE_NAME'));
+    await sink.close();
+    assert.equal(await readFile(outside, 'utf8'), 'precious\n');
+  });
+});
+
+describe('FolderSink write failures', () => {
+  test('a failed rename rejects with ERR_WRITE_FAILED and leaves no trace', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    await sink.frame(frame(0, { name: 'good.jpg' }));
+    const indexBefore = await readFile(join(out, 'cam0', 'index.jsonl'));
+    // Renaming a file over a non-empty folder fails even for root, unlike chmod.
+    await mkdir(join(out, 'cam0', 'blocked.jpg', 'inside'), { recursive: true });
+
+    await assert.rejects(sink.frame(frame(1, { name: 'blocked.jpg' })), (err: unknown) => {
+      isCode('ERR_WRITE_FAILED')(err);
+      const e = err as FramewireError;
+      assert.match(e.message, /blocked\.jpg/);
+      assert.match(e.message, /\b(EISDIR|ENOTEMPTY|EEXIST|EPERM)\b/);
+      assert.equal(e.stream, 'cam0');
+      assert.equal(e.seq, 1);
+      return true;
+    });
+    assert.deepEqual(await listing(join(out, 'cam0')), ['blocked.jpg', 'good.jpg', 'index.jsonl']);
+    assert.deepEqual(await readFile(join(out, 'cam0', 'index.jsonl')), indexBefore);
+    assert.deepEqual(await readFile(join(out, 'cam0', 'good.jpg')), frame(0).data);
+    assert.equal(await sink.resumePoint(streamInfo()), 1);
+
+    // The sink keeps working after the failure.
+    await sink.frame(frame(1, { name: 'other.jpg' }));
+    assert.equal(await sink.resumePoint(streamInfo()), 2);
+    await sink.close();
+  });
+
+  test('an output folder that cannot be created rejects with ERR_WRITE_FAILED', async () => {
+    const file = join(tmp, 'a-file');
+    await writeFile(file, '');
+    await assert.rejects(FolderSink.open(join(file, 'out')), (err: unknown) => {
+      isCode('ERR_WRITE_FAILED')(err);
+      assert.match((err as Error).message, /ENOTDIR|EEXIST/);
+      return true;
+    });
+  });
+});
+
+describe('FolderSink messages and close', () => {
+  test('appends one JSON line per message to messages.jsonl', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    await Promise.all([sink.message(message(0)), sink.message(message(1, { ref: undefined }))]);
+    await sink.message(message(2, { json: 'just a string' }));
+    await sink.close();
+    const text = await readFile(join(out, 'messages.jsonl'), 'utf8');
+    assert.equal(text.split('\n').length, 4, 'three lines, each ending with a newline');
+    assert.ok(text.startsWith('{"receivedUs":'));
+    assert.deepEqual(await lines(join(out, 'messages.jsonl')), [
+      {
+        receivedUs: 1_700_000_000_000_000,
+        sender: '10.0.0.2:5000',
+        epoch: 'e1',
+        seq: 0,
+        ref: { stream: 'cam0', seq: 41 },
+        json: message(0).json,
+      },
+      {
+        receivedUs: 1_700_000_000_000_001,
+        sender: '10.0.0.2:5000',
+        epoch: 'e1',
+        seq: 1,
+        json: message(1).json,
+      },
+      {
+        receivedUs: 1_700_000_000_000_002,
+        sender: '10.0.0.2:5000',
+        epoch: 'e1',
+        seq: 2,
+        ref: { stream: 'cam0', seq: 41 },
+        json: 'just a string',
+      },
+    ]);
+  });
+
+  test('close() is idempotent and later writes reject with ERR_CLOSED', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    const pending = sink.frame(frame(0));
+    const closing = sink.close();
+    await pending;
+    await closing;
+    await sink.close();
+    await Promise.all([sink.close(), sink.close()]);
+    await assert.rejects(sink.frame(frame(1)), isCode('ERR_CLOSED'));
+    await assert.rejects(sink.message(message(0)), isCode('ERR_CLOSED'));
+    assert.deepEqual(await listing(join(out, 'cam0')), ['000000000.jpg', 'index.jsonl']);
+  });
+
+  test('close() on a sink that never wrote anything', async () => {
+    const sink = new FolderSink(outDir());
+    await sink.close();
+    await sink.close();
+  });
+});
