@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { type FileHandle, lstat, mkdir, open, realpath, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../errors.js';
 import type { ContentType, PixelFormat } from '../protocol/constants.js';
@@ -224,7 +224,8 @@ export class FolderSink implements Sink {
   readonly #fsync: boolean;
   readonly #onError: ((err: FramewireError) => void) | undefined;
   // Unique per sink, so that two sinks (or processes) writing the same folder never pick the same temp name.
-  readonly #tmpTag = randomBytes(6).toString('hex');
+  // The pid in the name lets a later sink tell a crashed writer's leftovers from a live writer's files.
+  readonly #tmpTag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   #tmpCounter = 0;
 
   #init: Promise<string> | undefined;
@@ -450,6 +451,7 @@ export class FolderSink implements Sink {
     }
     if (st.isSymbolicLink()) throw refused(dir, 'it is a symbolic link', name);
     if (!st.isDirectory()) throw refused(dir, 'it is not a folder', name);
+    await removeStaleTemps(dir);
 
     const indexPath = join(dir, INDEX_FILE);
     let index: LineLog;
@@ -561,5 +563,32 @@ export class FolderSink implements Sink {
     const { seq, epoch } = e as { seq?: unknown; epoch?: unknown };
     if (typeof epoch !== 'string' || !Number.isSafeInteger(seq) || (seq as number) < 0) return;
     this.#noteWritten(stream, epoch, seq as number);
+  }
+}
+
+/**
+ * Removes temporary files left by a writer that died mid-frame (SIGKILL, power loss): their names carry the
+ * writer's pid, and a pid that no longer runs cannot finish its rename. Files of live writers are kept.
+ */
+async function removeStaleTemps(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.startsWith(TEMP_PREFIX));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const pid = Number(/^(\d+)-/.exec(n.slice(TEMP_PREFIX.length))?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
+    await unlink(join(dir, n)).catch(() => undefined);
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

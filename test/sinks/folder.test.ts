@@ -225,6 +225,22 @@ describe('FolderSink frames', () => {
     await sink.close();
     assert.deepEqual(await listing(join(out, 'cam0')), ['000000000.jpg', 'index.jsonl']);
   });
+
+  test('temporary files of a writer that died are removed; those of a live writer are kept', async () => {
+    const out = outDir();
+    await mkdir(join(out, 'cam0'), { recursive: true });
+    // pid 2^22+1 is above Linux's pid_max default, so no process runs under it.
+    const dead = `.fw-tmp-${2 ** 22 + 1}-abcd-1`;
+    const live = `.fw-tmp-${process.pid}-beef-1`;
+    await writeFile(join(out, 'cam0', dead), 'half a frame');
+    await writeFile(join(out, 'cam0', live), 'being written');
+    const sink = await open(out);
+    await sink.frame(frame(0, { name: 'a.jpg' }));
+    await sink.close();
+    const names = await readdir(join(out, 'cam0'));
+    assert.ok(!names.includes(dead), 'the dead writer leftover is gone');
+    assert.ok(names.includes(live), 'a live writer file is kept');
+  });
 });
 
 describe('FolderSink resume points', () => {

@@ -1,0 +1,102 @@
+import { basename, resolve } from 'node:path';
+/** What the CLI commands share: I/O, exit codes, error printing and option parsers. */
+import { InvalidArgumentError } from 'commander';
+import { FramewireError } from '../index.js';
+
+export interface CliIO {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdin: NodeJS.ReadableStream;
+  /** Aborting it stops a running command as Ctrl-C does. */
+  signal?: AbortSignal;
+  /** Environment variables (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Exit codes: 0 done, 1 failed (network, files, refused frames), 2 bad usage. */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
+
+/** A command line that makes no sense: printed with a hint, exit code 2. */
+export class UsageError extends Error {}
+
+export function parsePositive(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!(Number.isFinite(n) && n > 0)) throw new InvalidArgumentError(`${name} must be a positive number`);
+    return n;
+  };
+}
+
+/** Parses sizes like 64MB, 512KiB, 1048576. */
+export function parseSize(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError(`"${v}" is not a size (e.g. 64MB, 512KiB, 1048576)`);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const mult: Record<string, number> = {
+    b: 1,
+    kb: 1e3,
+    kib: 1024,
+    mb: 1e6,
+    mib: 1024 ** 2,
+    gb: 1e9,
+    gib: 1024 ** 3,
+  };
+  return Math.round(Number(m[1]) * mult[unit]!);
+}
+
+export function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
+export function line(out: NodeJS.WritableStream, text: string): void {
+  out.write(`${text}\n`);
+}
+
+/** Prints an error as one line plus a hint; returns the exit code. */
+export function reportError(err: unknown, stderr: NodeJS.WritableStream): number {
+  if (err instanceof FramewireError) {
+    line(stderr, `framewire: ${err.message}`);
+    if (err.hint) line(stderr, `  hint: ${err.hint}`);
+    return err.code === 'ERR_BAD_URL' ||
+      err.code === 'ERR_UNSUPPORTED_SCHEME' ||
+      err.code === 'ERR_BAD_OPTION'
+      ? EXIT.USAGE
+      : EXIT.FAILED;
+  }
+  if (err instanceof UsageError) {
+    line(stderr, `framewire: ${err.message}`);
+    line(stderr, '  hint: see framewire --help');
+    return EXIT.USAGE;
+  }
+  const e = err as NodeJS.ErrnoException;
+  line(stderr, `framewire: unexpected error: ${e?.stack ?? String(err)}`);
+  return EXIT.FAILED;
+}
+
+export function abortPromise(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+export function defaultStreamName(inputs: string[]): string {
+  const first = inputs[0];
+  if (!first || /[*?[{]/.test(first)) return 'cam0';
+  const b = basename(resolve(first)).replace(/\.[^.]*$/, '');
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(b) ? b : 'cam0';
+}
+
+export interface CommonNet {
+  retryFor: number;
+  quiet?: boolean;
+}
+
+/** The I/O every command gets, and how it reports its exit code. */
+export interface CommandContext {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdin: NodeJS.ReadableStream;
+  signal: AbortSignal;
+  setExit(code: number): void;
+}

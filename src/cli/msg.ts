@@ -1,0 +1,95 @@
+/** `framewire msg`: send JSON messages. */
+import { createInterface } from 'node:readline';
+import { type Command, Option } from 'commander';
+import { connect, FramewireError } from '../index.js';
+import {
+  type CommandContext,
+  type CommonNet,
+  EXIT,
+  line,
+  parsePositive,
+  reportError,
+  UsageError,
+} from './common.js';
+
+/** Adds `framewire msg` to the program. */
+export function registerMsg(program: Command, ctx: CommandContext): void {
+  program
+    .command('msg')
+    .description('Send JSON messages: the JSON argument, or one JSON value per line on standard input.')
+    .argument('[json]', 'the JSON text, e.g. \'{"detections":[[10,20,30,40]]}\'')
+    .requiredOption('-t, --to <url>', 'receiver endpoint, e.g. tcp://127.0.0.1:7070')
+    .option('-r, --ref <stream:seq>', 'the frame the message describes, e.g. cam0:41')
+    .addOption(
+      new Option('--retry-for <seconds>', 'keep reconnecting this long before giving up')
+        .argParser(parsePositive('--retry-for'))
+        .default(30),
+    )
+    .option('-q, --quiet', 'print only errors')
+    .action(async (json: string | undefined, opts) => {
+      ctx.setExit(await msgCommand(json, opts, ctx));
+    });
+}
+
+// ---- msg ----------------------------------------------------------------------------------------------
+
+async function msgCommand(
+  json: string | undefined,
+  opts: CommonNet & { to: string; ref?: string },
+  io: {
+    stdout: NodeJS.WritableStream;
+    stderr: NodeJS.WritableStream;
+    stdin: NodeJS.ReadableStream;
+    signal: AbortSignal;
+  },
+): Promise<number> {
+  let ref: { stream: string; seq: number } | undefined;
+  if (opts.ref !== undefined) {
+    const m = /^(.+):(\d+)$/.exec(opts.ref);
+    if (!m) throw new UsageError(`--ref "${opts.ref}" must look like STREAM:SEQ, e.g. cam0:41`);
+    ref = { stream: m[1]!, seq: Number(m[2]) };
+  }
+  // Check the argument before connecting, so a typo fails at once.
+  if (json !== undefined) {
+    try {
+      JSON.parse(json);
+    } catch (err) {
+      throw new FramewireError('ERR_BAD_JSON', `the message is not valid JSON: ${(err as Error).message}`, {
+        hint: `quote it for the shell, e.g. framewire msg --to URL '{"detections":[[10,20,30,40]]}'`,
+      });
+    }
+  }
+  let client: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    client = await connect(opts.to, { retryForMs: opts.retryFor * 1000 });
+    let n = 0;
+    if (json !== undefined) {
+      await client.message(json, { raw: true, ...(ref ? { ref } : {}) });
+      n = 1;
+    } else {
+      const rl = createInterface({ input: io.stdin, crlfDelay: Infinity });
+      let lineNo = 0;
+      for await (const l of rl) {
+        lineNo++;
+        const text = l.trim();
+        if (text === '') continue;
+        try {
+          await client.message(text, { raw: true, ...(ref ? { ref } : {}) });
+          n++;
+        } catch (err) {
+          if (err instanceof FramewireError && err.code === 'ERR_BAD_JSON') {
+            line(io.stderr, `framewire: line ${lineNo}: ${err.message} (skipped)`);
+            continue;
+          }
+          throw err;
+        }
+      }
+    }
+    await client.close();
+    if (!opts.quiet) line(io.stderr, `sent ${n} message${n === 1 ? '' : 's'} to ${opts.to}`);
+    return EXIT.OK;
+  } catch (err) {
+    client?.destroy();
+    return reportError(err, io.stderr);
+  }
+}
