@@ -36,6 +36,8 @@ export {
   type ServerOptions,
   VERSION,
 } from './session/server.js';
+export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
+export { FolderSource, type FolderSourceOptions, folderSource, naturalCompare } from './sources/folder.js';
 export { DEFAULT_PORT } from './transports/index.js';
 export type { Connection, Listener, Transport } from './transports/types.js';
 export type {
