@@ -25,6 +25,12 @@ import {
 import { type Message, readU64 } from './messages.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+/**
+ * Held chunks of one unfinished message beyond which it is gathered into one buffer of its announced
+ * size (already checked against the limits). Every held chunk costs about 100 bytes of heap besides its
+ * data, so a peer trickling a large frame in tiny chunks would otherwise cost far more than the limits.
+ */
+const MAX_HELD_CHUNKS = 16;
 
 function fail(code: ErrorCode, message: string): never {
   throw new FramewireError(code, `decoder: ${message}`);
@@ -40,7 +46,9 @@ function parseJson(bytes: Buffer, what: string): unknown {
 
 function parseObject(bytes: Buffer, what: string): Record<string, unknown> {
   const v = parseJson(bytes, what);
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail('ERR_BAD_JSON', `${what} must be a JSON object`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    fail('ERR_BAD_JSON', `${what} must be a JSON object`);
+  }
   return v as Record<string, unknown>;
 }
 
@@ -63,6 +71,9 @@ export class Decoder {
   private headLen = 0;
   private bodyLen = 0;
   private failed: FramewireError | undefined;
+  // the head and body of the current message being gathered in place, once it arrived in many chunks
+  private assembly: Buffer | undefined;
+  private assembled = 0;
 
   constructor(onMessage: MessageHandler, limits: Partial<Limits> = {}) {
     this.onMessage = onMessage;
@@ -81,15 +92,32 @@ export class Decoder {
   write(chunk: Buffer): void {
     if (this.failed) throw this.failed;
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
     try {
+      let rest = chunk;
+      if (this.assembly !== undefined) {
+        const a = this.assembly;
+        const n = rest.copy(a, this.assembled);
+        this.assembled += n;
+        this.buffered += n;
+        if (this.assembled < a.length) return;
+        // Complete: drain() takes the head and the body as views of the assembly.
+        this.assembly = undefined;
+        this.chunks = [a];
+        rest = rest.subarray(n);
+      }
+      if (rest.length > 0) {
+        this.chunks.push(rest);
+        this.buffered += rest.length;
+      }
       this.drain();
     } catch (err) {
       this.failed =
-        err instanceof FramewireError ? err : new FramewireError('ERR_PROTOCOL', `decoder: ${String(err)}`);
+        err instanceof FramewireError
+          ? err
+          : new FramewireError('ERR_PROTOCOL', `decoder: ${String(err)}`, { cause: err });
       this.chunks = [];
       this.buffered = 0;
+      this.assembly = undefined;
       throw this.failed;
     }
   }
@@ -111,13 +139,20 @@ export class Decoder {
     for (;;) {
       if (this.type === -1) {
         // Check the magic as soon as the first bytes arrive, so garbage fails fast.
+        // The second byte may sit in the next chunk when input arrives byte by byte.
         const first = this.chunks[0]!;
-        if (first[0] !== MAGIC0 || (first.length > 1 && first[1] !== MAGIC1)) this.badMagic(first);
+        const second = first.length > 1 ? first[1] : this.chunks[1]?.[0];
+        if (first[0] !== MAGIC0 || (second !== undefined && second !== MAGIC1)) {
+          this.badMagic(second === undefined ? first : Buffer.from([first[0]!, second]));
+        }
         if (this.buffered < HEADER_BYTES) return;
         this.readHeader(this.take(HEADER_BYTES));
       }
       const total = this.headLen + this.bodyLen;
-      if (this.buffered < total) return;
+      if (this.buffered < total) {
+        if (this.chunks.length > MAX_HELD_CHUNKS) this.startAssembly(total);
+        return;
+      }
       const head = this.take(this.headLen);
       const body = this.take(this.bodyLen);
       const type = this.type;
@@ -126,6 +161,16 @@ export class Decoder {
       this.onMessage(this.parse(type, flags, head, body));
       if (this.buffered === 0) return;
     }
+  }
+
+  /** Moves the held bytes of the current message (all of them: it is incomplete) into one buffer. */
+  private startAssembly(total: number): void {
+    const a = Buffer.allocUnsafe(total);
+    let filled = 0;
+    for (const c of this.chunks) filled += c.copy(a, filled);
+    this.chunks = [];
+    this.assembly = a;
+    this.assembled = filled;
   }
 
   private badMagic(first: Buffer): never {
@@ -148,19 +193,23 @@ export class Decoder {
     }
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
+    // Chunks used up are dropped with one splice at the end: a shift() per chunk is quadratic when a
+    // large frame arrives in many small chunks.
+    let used = 0;
     while (filled < n) {
-      const c = this.chunks[0]!;
+      const c = this.chunks[used]!;
       const want = n - filled;
       if (c.length <= want) {
         c.copy(out, filled);
         filled += c.length;
-        this.chunks.shift();
+        used++;
       } else {
         c.copy(out, filled, 0, want);
-        this.chunks[0] = c.subarray(want);
+        this.chunks[used] = c.subarray(want);
         filled = n;
       }
     }
+    this.chunks.splice(0, used);
     return out;
   }
 
@@ -183,7 +232,9 @@ export class Decoder {
       case MessageType.OPENED:
       case MessageType.ERROR:
       case MessageType.BYE:
-        if (headLen !== 0) fail('ERR_BAD_HEADER', `${messageTypeName(type)} has head length ${headLen}, must be 0`);
+        if (headLen !== 0) {
+          fail('ERR_BAD_HEADER', `${messageTypeName(type)} has head length ${headLen}, must be 0`);
+        }
         if (bodyLen > L.maxControlBytes) {
           fail(
             'ERR_MESSAGE_TOO_LARGE',
@@ -192,7 +243,9 @@ export class Decoder {
         }
         break;
       case MessageType.FRAME:
-        if (headLen < FRAME_HEAD_FIXED) fail('ERR_BAD_HEADER', `FRAME head length ${headLen} is below ${FRAME_HEAD_FIXED}`);
+        if (headLen < FRAME_HEAD_FIXED) {
+          fail('ERR_BAD_HEADER', `FRAME head length ${headLen} is below ${FRAME_HEAD_FIXED}`);
+        }
         if (headLen - FRAME_HEAD_FIXED > L.maxMetaBytes + 1024) {
           fail('ERR_META_TOO_LARGE', `frame head of ${headLen} bytes exceeds maxMetaBytes ${L.maxMetaBytes}`);
         }
@@ -205,12 +258,18 @@ export class Decoder {
           fail('ERR_BAD_HEADER', `MESSAGE head length ${headLen} is below ${MESSAGE_HEAD_FIXED}`);
         }
         if (bodyLen > L.maxMessageBytes) {
-          fail('ERR_MESSAGE_TOO_LARGE', `message of ${bodyLen} bytes exceeds maxMessageBytes ${L.maxMessageBytes}`);
+          fail(
+            'ERR_MESSAGE_TOO_LARGE',
+            `message of ${bodyLen} bytes exceeds maxMessageBytes ${L.maxMessageBytes}`,
+          );
         }
         break;
       case MessageType.ACK:
         if (headLen !== ACK_HEAD || bodyLen !== 0) {
-          fail('ERR_BAD_HEADER', `ACK must have head length ${ACK_HEAD} and no body, got ${headLen}/${bodyLen}`);
+          fail(
+            'ERR_BAD_HEADER',
+            `ACK must have head length ${ACK_HEAD} and no body, got ${headLen}/${bodyLen}`,
+          );
         }
         break;
       case MessageType.PING:
@@ -251,7 +310,8 @@ export class Decoder {
         if (MESSAGE_HEAD_FIXED + refLen !== head.length) {
           fail('ERR_BAD_HEADER', `MESSAGE head is ${head.length} bytes but names ${refLen} bytes of stream`);
         }
-        const ref = refLen > 0 ? { stream: head.toString('utf8', MESSAGE_HEAD_FIXED), seq: refSeq } : undefined;
+        const ref =
+          refLen > 0 ? { stream: head.toString('utf8', MESSAGE_HEAD_FIXED), seq: refSeq } : undefined;
         const text = body.toString('utf8');
         let json: unknown;
         try {
@@ -279,10 +339,16 @@ export class Decoder {
     const nameLen = head.readUInt16BE(28);
     const metaLen = head.readUInt16BE(30);
     if (FRAME_HEAD_FIXED + nameLen + metaLen !== head.length) {
-      fail('ERR_BAD_HEADER', `FRAME head is ${head.length} bytes but declares name ${nameLen} and metadata ${metaLen}`);
+      fail(
+        'ERR_BAD_HEADER',
+        `FRAME head is ${head.length} bytes but declares name ${nameLen} and metadata ${metaLen}`,
+      );
     }
     if (metaLen > this.limits.maxMetaBytes) {
-      fail('ERR_META_TOO_LARGE', `frame metadata of ${metaLen} bytes exceeds maxMetaBytes ${this.limits.maxMetaBytes}`);
+      fail(
+        'ERR_META_TOO_LARGE',
+        `frame metadata of ${metaLen} bytes exceeds maxMetaBytes ${this.limits.maxMetaBytes}`,
+      );
     }
     const crc = head.readUInt32BE(24);
     const actual = crc32(payload);
@@ -295,7 +361,9 @@ export class Decoder {
     }
     const name = nameLen > 0 ? head.toString('utf8', FRAME_HEAD_FIXED, FRAME_HEAD_FIXED + nameLen) : '';
     const meta =
-      metaLen > 0 ? parseJson(head.subarray(FRAME_HEAD_FIXED + nameLen), `metadata of frame ${seq}`) : undefined;
+      metaLen > 0
+        ? parseJson(head.subarray(FRAME_HEAD_FIXED + nameLen), `metadata of frame ${seq}`)
+        : undefined;
     return {
       streamId: head.readUInt16BE(0),
       contentType: ct,

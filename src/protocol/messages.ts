@@ -161,6 +161,10 @@ function writeHeader(buf: Buffer, type: number, flags: number, headLen: number, 
   buf.writeUInt32BE(bodyLen, 8);
 }
 
+function isU16(value: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value <= 0xffff;
+}
+
 function checkU64(what: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 0) {
     throw new FramewireError('ERR_BAD_FRAME', `${what} must be a non-negative safe integer, got ${value}`);
@@ -230,7 +234,7 @@ export function encodeFrame(f: FrameFields): Encoded {
   }
   const width = f.width ?? 0;
   const height = f.height ?? 0;
-  if (!(width >= 0 && width <= 0xffff && height >= 0 && height <= 0xffff)) {
+  if (!isU16(width) || !isU16(height)) {
     throw new FramewireError('ERR_BAD_FRAME', `frame size ${width}x${height} is outside 0..65535`);
   }
   const buf = Buffer.allocUnsafe(HEADER_BYTES + headLen);

@@ -1,0 +1,301 @@
+/** Session behaviour over real TCP sockets: backpressure, modes, dedupe, refusals and bad peers. */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { test } from 'node:test';
+import {
+  connect,
+  createServer,
+  Decoder,
+  type FramewireError,
+  type Message,
+  type ReceivedFrame,
+  type Sink,
+} from '../../src/index.js';
+import { MessageType } from '../../src/protocol/constants.js';
+import { encodeControl, encodeFrame, toBytes } from '../../src/protocol/messages.js';
+import { payload, waitFor } from '../helpers/tmp.js';
+
+/** A raw TCP peer that speaks bytes and decodes what the server answers. */
+async function rawPeer(port: number) {
+  const sock = net.connect(port, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  const got: Message[] = [];
+  const dec = new Decoder((m) => got.push(m));
+  let closed = false;
+  sock.on('data', (d) => dec.write(d));
+  sock.on('error', () => {});
+  sock.on('close', () => {
+    closed = true;
+  });
+  return { sock, got, isClosed: () => closed };
+}
+
+function hello(streams: object[] = [], epoch = 'e1') {
+  return toBytes(encodeControl(MessageType.HELLO, { protocol: 1, client: 'raw', epoch, streams }));
+}
+
+test('a slow sink slows the sender through the window, and memory stays bounded', async () => {
+  let inSink = 0;
+  let maxQueued = 0;
+  const received: number[] = [];
+  const slow: Sink = {
+    async frame(f) {
+      inSink++;
+      await new Promise((r) => setTimeout(r, 5));
+      received.push(f.seq);
+    },
+  };
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks: [slow] });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 8 });
+  const st = client.stream('slow');
+  for (let i = 0; i < 60; i++) {
+    await st.send({ data: payload(i, 10_000) });
+    maxQueued = Math.max(maxQueued, st.seq - client.stats().framesAcked);
+  }
+  await client.close();
+  await server.close();
+  assert.deepEqual(received, [...Array(60).keys()]);
+  assert.equal(inSink, 60);
+  assert.ok(maxQueued <= 8, `at most the window (8) in flight, saw ${maxQueued}`);
+});
+
+test('the receiver pauses reading when maxPendingBytes is exceeded and resumes after', async () => {
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const got: number[] = [];
+  const server = await createServer({
+    listen: 'tcp://127.0.0.1:0',
+    maxPendingBytes: 100_000,
+    sinks: [
+      {
+        async frame(f) {
+          await gate;
+          got.push(f.seq);
+        },
+      },
+    ],
+  });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 1000, windowBytes: 64 << 20 });
+  const st = client.stream('big');
+  for (let i = 0; i < 100; i++) await st.send({ data: payload(i, 50_000) });
+  await new Promise((r) => setTimeout(r, 300));
+  // Everything was handed to the socket, but the receiver holds at most a bounded part of it.
+  assert.equal(got.length, 0);
+  release();
+  await client.close();
+  await server.close();
+  assert.equal(got.length, 100);
+});
+
+test('live mode: a slow sink makes the receiver drop the oldest waiting frames, never block', async () => {
+  const stored: number[] = [];
+  const dropped: FramewireError[] = [];
+  const server = await createServer({
+    listen: 'tcp://127.0.0.1:0',
+    sinks: [
+      {
+        async frame(f) {
+          await new Promise((r) => setTimeout(r, 20));
+          stored.push(f.seq);
+        },
+      },
+    ],
+  });
+  server.on('frame-error', (e) => dropped.push(e));
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  const st = client.stream('live', { mode: 'live' });
+  for (let i = 0; i < 50; i++) {
+    await st.send({ data: payload(i, 1000) });
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await client.close();
+  await server.close();
+  const stats = client.stats();
+  assert.ok(dropped.length + stats.framesDropped > 0, 'some frames were dropped');
+  assert.ok(dropped.every((e) => e.code === 'ERR_FRAME_DROPPED'));
+  assert.ok(stored.includes(49), 'the newest frame is stored');
+  for (let i = 1; i < stored.length; i++) assert.ok(stored[i]! > stored[i - 1]!, 'in order');
+});
+
+test('live mode at the sender: a newer frame replaces an unsent older one', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const seqs: number[] = [];
+  server.on('frame', (f) => seqs.push(f.seq));
+  const client = await connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 1 });
+  const st = client.stream('cam', { mode: 'live' });
+  const drops: number[] = [];
+  client.on('drop', (d) => drops.push(d.seq));
+  // Twenty frames at once with a window of one: most never leave.
+  for (let i = 0; i < 20; i++) await st.send({ data: payload(i, 100_000) });
+  await client.close();
+  await server.close();
+  assert.ok(drops.length > 0);
+  assert.ok(seqs.includes(19), 'the newest frame arrives');
+  assert.equal(seqs.length + drops.length, 20);
+});
+
+test('two senders may not share a stream name; the second gets ERR_STREAM_BUSY', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const a = await connect(`tcp://127.0.0.1:${server.port}`);
+  const b = await connect(`tcp://127.0.0.1:${server.port}`);
+  await a.stream('shared').send({ data: payload(0, 10) });
+  await a.flush();
+  const errs: FramewireError[] = [];
+  b.on('stream-error', (e) => errs.push(e));
+  const sb = b.stream('shared');
+  await sb.send({ data: payload(1, 10) });
+  await waitFor(() => errs.length === 1, 10_000, 'stream-error');
+  assert.equal(errs[0]!.code, 'ERR_STREAM_BUSY');
+  await assert.rejects(sb.send({ data: payload(2, 10) }), { code: 'ERR_STREAM_BUSY' });
+  await a.close();
+  await b.close();
+  await server.close();
+});
+
+test('a frame over the receiver limit is refused by the sender before sending', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', limits: { maxFrameBytes: 1000 } });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  await assert.rejects(client.stream('x').send({ data: Buffer.alloc(1001) }), {
+    code: 'ERR_FRAME_TOO_LARGE',
+  });
+  await client.close();
+  await server.close();
+});
+
+test('malformed bytes get a fatal ERROR with the code; the server goes on serving others', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const warnings: FramewireError[] = [];
+  server.on('warning', (w) => warnings.push(w));
+  const cases: Array<[Buffer, string]> = [
+    [Buffer.from('GET / HTTP/1.1\r\n\r\n'), 'ERR_BAD_MAGIC'],
+    [Buffer.from([0x46, 0x57, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0]), 'ERR_UNSUPPORTED_VERSION'],
+    [Buffer.from([0x46, 0x57, 1, 0x77, 0, 0, 0, 0, 0, 0, 0, 0]), 'ERR_UNKNOWN_TYPE'],
+  ];
+  for (const [bytes, code] of cases) {
+    const p = await rawPeer(server.port);
+    p.sock.write(bytes);
+    await waitFor(() => p.got.length > 0 && p.isClosed(), 10_000, `${code} answer and close`);
+    const m = p.got[0]!;
+    assert.equal(m.type, MessageType.ERROR);
+    if (m.type === MessageType.ERROR) {
+      assert.equal(m.body.code, code);
+      assert.equal(m.body.fatal, true);
+    }
+  }
+  // An oversized frame is refused from its header alone.
+  const big = await rawPeer(server.port);
+  big.sock.write(hello([{ id: 0, name: 'x', kind: 'other', mode: 'reliable', epoch: 'e1' }]));
+  const header = toBytes(
+    encodeFrame({ streamId: 0, seq: 0, captureUs: 0, contentType: 'image/jpeg', payload: Buffer.alloc(0) }),
+  );
+  header.writeUInt32BE(80_000_000, 8);
+  big.sock.write(header);
+  await waitFor(() => big.got.some((m) => m.type === MessageType.ERROR) && big.isClosed(), 10_000, 'too-large');
+  const err = big.got.find((m) => m.type === MessageType.ERROR);
+  assert.ok(err && err.type === MessageType.ERROR && err.body.code === 'ERR_FRAME_TOO_LARGE');
+  assert.match(err.body.message, /frame of 80000000 bytes exceeds maxFrameBytes 67108864/);
+  // A message before HELLO is a protocol error.
+  const early = await rawPeer(server.port);
+  early.sock.write(
+    toBytes(encodeFrame({ streamId: 0, seq: 0, captureUs: 0, contentType: 'image/jpeg', payload: Buffer.from('x') })),
+  );
+  await waitFor(() => early.isClosed(), 10_000, 'early close');
+  assert.ok(early.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_PROTOCOL'));
+  // And a well-behaved client is served as usual.
+  const frames: ReceivedFrame[] = [];
+  server.on('frame', (f) => frames.push(f));
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  await client.stream('ok').send({ data: payload(0, 100) });
+  await client.close();
+  assert.equal(frames.length, 1);
+  assert.deepEqual(
+    warnings.map((w) => w.code),
+    ["ERR_BAD_MAGIC", "ERR_UNSUPPORTED_VERSION", "ERR_UNKNOWN_TYPE", "ERR_PROTOCOL"],
+  );
+  await server.close();
+});
+
+test('a peer that never says HELLO is closed with ERR_HANDSHAKE_TIMEOUT', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', handshakeTimeoutMs: 200 });
+  const p = await rawPeer(server.port);
+  await waitFor(() => p.isClosed(), 10_000, 'close');
+  assert.ok(p.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_HANDSHAKE_TIMEOUT'));
+  await server.close();
+});
+
+test('a reliable stream that skips a sequence number gets ERR_SEQUENCE_GAP', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const p = await rawPeer(server.port);
+  p.sock.write(hello([{ id: 3, name: 'gap', kind: 'other', mode: 'reliable', epoch: 'e1' }]));
+  await waitFor(() => p.got.some((m) => m.type === MessageType.WELCOME), 10_000, 'welcome');
+  const f = (seq: number) =>
+    toBytes(encodeFrame({ streamId: 3, seq, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('ab') }));
+  p.sock.write(f(0));
+  p.sock.write(f(2));
+  await waitFor(() => p.isClosed(), 10_000, 'close');
+  assert.ok(p.got.some((m) => m.type === MessageType.ACK && m.seq === 0));
+  assert.ok(p.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_SEQUENCE_GAP'));
+  await server.close();
+});
+
+test('a resent frame the receiver holds is acknowledged again, not stored twice', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  let stored = 0;
+  server.on('frame', () => stored++);
+  const p = await rawPeer(server.port);
+  p.sock.write(hello([{ id: 0, name: 'dup', kind: 'other', mode: 'reliable', epoch: 'e1' }]));
+  await waitFor(() => p.got.some((m) => m.type === MessageType.WELCOME), 10_000, 'welcome');
+  const f0 = toBytes(encodeFrame({ streamId: 0, seq: 0, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('a') }));
+  p.sock.write(f0);
+  await waitFor(() => p.got.filter((m) => m.type === MessageType.ACK).length === 1, 10_000, 'first ack');
+  p.sock.write(f0);
+  await waitFor(() => p.got.filter((m) => m.type === MessageType.ACK).length === 2, 10_000, 'second ack');
+  assert.equal(stored, 1);
+  p.sock.destroy();
+  await server.close();
+});
+
+test('a sink failure leaves the frame unacknowledged; the sender resends and nothing is lost', async () => {
+  let failures = 1;
+  const stored: number[] = [];
+  const server = await createServer({
+    listen: 'tcp://127.0.0.1:0',
+    sinks: [
+      {
+        async frame(f) {
+          if (f.seq === 5 && failures-- > 0) {
+            const { FramewireError } = await import('../../src/errors.js');
+            throw new FramewireError('ERR_WRITE_FAILED', 'disk full (simulated by this test sink)');
+          }
+          stored.push(f.seq);
+        },
+      },
+    ],
+  });
+  const warnings: string[] = [];
+  server.on('warning', (w) => warnings.push(w.code));
+  const client = await connect(`tcp://127.0.0.1:${server.port}`, { maxBackoffMs: 100 });
+  const st = client.stream('retry');
+  for (let i = 0; i < 20; i++) await st.send({ data: payload(i, 100) });
+  const stats = await client.close();
+  await server.close();
+  assert.deepEqual(stored, [...Array(20).keys()]);
+  assert.equal(stats.framesAcked, 20);
+  assert.ok(stats.reconnects >= 1);
+  assert.ok(warnings.includes('ERR_WRITE_FAILED'));
+});
+
+test('messages are acknowledged, deduplicated and keep their frame reference across a reconnect', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const got: unknown[] = [];
+  server.on('message', (m) => got.push(m.json));
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  for (let i = 0; i < 50; i++) await client.message({ i });
+  await client.flush();
+  assert.equal(client.stats().messagesAcked, 50);
+  await client.close();
+  await server.close();
+  assert.deepEqual(got, [...Array(50).keys()].map((i) => ({ i })));
+});
