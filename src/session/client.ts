@@ -64,6 +64,8 @@ export interface ConnectOptions {
   epoch?: string;
   /** Free text naming the client software, shown in the receiver's logs. */
   clientName?: string;
+  /** Aborting it stops connecting or reconnecting at once and closes the client (ERR_CLOSED). */
+  signal?: AbortSignal;
 }
 
 export interface StreamOptions {
@@ -209,7 +211,7 @@ export class ClientStream {
 export class FramewireClient extends EventEmitter<ClientEvents> {
   readonly url: URL;
   readonly epoch: string;
-  private readonly o: Required<Omit<ConnectOptions, 'limits' | 'epoch' | 'clientName'>> & {
+  private readonly o: Required<Omit<ConnectOptions, 'limits' | 'epoch' | 'clientName' | 'signal'>> & {
     limits: Limits;
     clientName: string;
   };
@@ -233,6 +235,8 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
   private lastHeard = 0;
   private rr = 0;
   private everConnected = false;
+  /** Wakes backoff sleeps when the client fails or is destroyed. */
+  private readonly sleepers = new Set<() => void>();
   private readonly latencies = new Float64Array(10_000);
   private latencyCount = 0;
   private readonly s = {
@@ -273,6 +277,15 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       limits: { ...DEFAULT_LIMITS, ...options.limits },
       clientName: options.clientName ?? `framewire/${VERSION} node/${process.versions.node}`,
     };
+    const signal = options.signal;
+    if (signal) {
+      const onAbort = () => {
+        this.fail(new FramewireError('ERR_CLOSED', 'aborted'));
+        this.destroy();
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
   }
 
   /** The error the client gave up with, if it did. */
@@ -526,7 +539,15 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         const base = Math.min(this.o.maxBackoffMs, 100 * 2 ** Math.min(attempt - 1, 10));
         const delayMs = Math.min(Math.round(base * (0.5 + Math.random() / 2)), Math.max(0, this.o.retryForMs - elapsed));
         if (this.listenerCount('reconnecting') > 0) this.emit('reconnecting', { attempt, delayMs, error: e });
-        await new Promise((r) => setTimeout(r, delayMs));
+        await new Promise<void>((r) => {
+          const wake = () => {
+            clearTimeout(t);
+            this.sleepers.delete(wake);
+            r();
+          };
+          const t = setTimeout(wake, delayMs);
+          this.sleepers.add(wake);
+        });
       }
     }
   }
@@ -807,6 +828,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
   private fail(err: FramewireError, emit = true): void {
     if (this.failure) return;
     this.failure = err;
+    for (const wake of [...this.sleepers]) wake();
     this.stopKeepalive();
     this.conn?.destroy();
     this.wake();

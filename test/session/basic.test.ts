@@ -35,3 +35,16 @@ test('frames and messages go from client to server in order, acked', async () =>
   assert.deepEqual(messages[0]!.ref, { stream: 'cam0', seq: 5 });
   await server.close();
 });
+
+test('aborting the signal stops a connect that is still retrying, at once', async () => {
+  const probe = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const port = probe.port;
+  await probe.close();
+  const ac = new AbortController();
+  const t0 = Date.now();
+  setTimeout(() => ac.abort(), 300);
+  await assert.rejects(connect(`tcp://127.0.0.1:${port}`, { retryForMs: 30_000, signal: ac.signal }), {
+    code: 'ERR_CLOSED',
+  });
+  assert.ok(Date.now() - t0 < 5000, 'stopped well before retryForMs');
+});
