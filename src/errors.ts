@@ -27,6 +27,9 @@ export const ErrorCode = {
   HANDSHAKE_TIMEOUT: 'ERR_HANDSHAKE_TIMEOUT',
   PEER_TIMEOUT: 'ERR_PEER_TIMEOUT',
   CLOSED: 'ERR_CLOSED',
+  AUTH: 'ERR_AUTH',
+  TLS: 'ERR_TLS',
+  TOO_MANY_CONNECTIONS: 'ERR_TOO_MANY_CONNECTIONS',
   // names and files
   UNSAFE_NAME: 'ERR_UNSAFE_NAME',
   WRITE_FAILED: 'ERR_WRITE_FAILED',
@@ -43,6 +46,16 @@ export const ErrorCode = {
   SOURCE_READ: 'ERR_SOURCE_READ',
   // remote
   REMOTE: 'ERR_REMOTE',
+  // the seed programs' wire formats (src/compat)
+  LEGACY_HEADER: 'ERR_LEGACY_HEADER',
+  REPLY_TIMEOUT: 'ERR_REPLY_TIMEOUT',
+  PICTURE_TOO_LARGE: 'ERR_PICTURE_TOO_LARGE',
+  // ffmpeg sources (src/sources/ffmpeg.ts)
+  FFMPEG_NOT_FOUND: 'ERR_FFMPEG_NOT_FOUND',
+  SOURCE_STALLED: 'ERR_SOURCE_STALLED',
+  // the UDP transport (src/transports/udp)
+  REASSEMBLY_LIMIT: 'ERR_REASSEMBLY_LIMIT',
+  DATAGRAM_TOO_LARGE: 'ERR_DATAGRAM_TOO_LARGE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

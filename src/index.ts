@@ -6,6 +6,25 @@
  * ```
  * Everything public is exported from here; nothing else is part of the API.
  */
+// Registers the seed programs' endpoints (legacy-udp://, legacy-json://, legacy-tcp://) for createServer.
+import './compat/index.js';
+// Registers udp:// (framewire's own datagram layer) with the transport registry.
+import './transports/udp/index.js';
+
+export {
+  LEGACY_DEFAULT_PORTS,
+  type LegacyClientStats,
+  LegacyJsonClient,
+  type LegacyJsonClientOptions,
+  type LegacyListener,
+  type LegacyStats,
+  LegacyTcpClient,
+  type LegacyTcpClientOptions,
+  LegacyUdpClient,
+  type LegacyUdpClientOptions,
+  legacyEndpoints,
+  sendLegacyJson,
+} from './compat/index.js';
 export { ErrorCode, FramewireError, isErrorCode } from './errors.js';
 export {
   CONTENT_TYPES,
@@ -27,6 +46,16 @@ export {
   FramewireClient,
   type StreamOptions,
 } from './session/client.js';
+export {
+  CHANNELS as DIAGNOSTICS_CHANNELS,
+  type ConnectionEvent,
+  type DisconnectEvent,
+  type DropEvent,
+  type FrameEvent,
+  type MessageEvent,
+  type RetransmitEvent,
+  type StreamEvent,
+} from './session/diagnostics.js';
 export { checkFileName, checkStreamName } from './session/names.js';
 export {
   type ConnectionInfo,
@@ -37,9 +66,32 @@ export {
   VERSION,
 } from './session/server.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
+export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
+export {
+  type Box,
+  createViewer,
+  extractBoxes,
+  type StreamStats,
+  type ViewerDebug,
+  type ViewerOptions,
+  ViewerSink,
+} from './sinks/viewer.js';
+export {
+  FfmpegSource,
+  type FfmpegSourceOptions,
+  ffmpegSource,
+  findFfmpeg,
+  isFfmpegInput,
+} from './sources/ffmpeg.js';
 export { FolderSource, type FolderSourceOptions, folderSource, naturalCompare } from './sources/folder.js';
 export { DEFAULT_PORT } from './transports/index.js';
-export type { Connection, Listener, Transport } from './transports/types.js';
+export type { Connection, Listener, SendOptions, Transport } from './transports/types.js';
+export {
+  UDP_URL_PARAMS,
+  type UdpConnectionStats,
+  UdpListener,
+  type UdpListenerStats,
+} from './transports/udp/index.js';
 export type {
   ContentType,
   Frame,

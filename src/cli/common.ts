@@ -1,6 +1,7 @@
-import { basename, resolve } from 'node:path';
 /** What the CLI commands share: I/O, exit codes, error printing and option parsers. */
-import { InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { InvalidArgumentError, Option } from 'commander';
 import { FramewireError } from '../index.js';
 
 export interface CliIO {
@@ -90,6 +91,14 @@ export function defaultStreamName(inputs: string[]): string {
 export interface CommonNet {
   retryFor: number;
   quiet?: boolean;
+  token?: string;
+  ca?: string;
+}
+
+/** The connect() options that --token and --ca give. */
+export function clientSecurity(opts: CommonNet): { token?: string; tls?: { ca: Buffer } } {
+  const ca = readPem('--ca', opts.ca);
+  return { ...(opts.token ? { token: opts.token } : {}), ...(ca ? { tls: { ca } } : {}) };
 }
 
 /** The I/O every command gets, and how it reports its exit code. */
@@ -99,4 +108,27 @@ export interface CommandContext {
   stdin: NodeJS.ReadableStream;
   signal: AbortSignal;
   setExit(code: number): void;
+}
+
+/** --token (or FRAMEWIRE_TOKEN), shared by serve, send and msg. */
+export function tokenOption(): Option {
+  return new Option('--token <secret>', 'shared secret: both sides must give the same one').env(
+    'FRAMEWIRE_TOKEN',
+  );
+}
+
+/** Reads a PEM file named by an option; a missing file is a clear ERR_BAD_OPTION. */
+export function readPem(option: string, file: string | undefined): Buffer | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new FramewireError(
+      'ERR_BAD_OPTION',
+      `cannot read ${option} ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      {
+        hint: `${option} takes a PEM file`,
+      },
+    );
+  }
 }

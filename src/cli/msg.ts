@@ -1,14 +1,17 @@
 /** `framewire msg`: send JSON messages. */
 import { createInterface } from 'node:readline';
 import { type Command, Option } from 'commander';
+import { legacyMsgCommand, legacySchemeOf } from '../compat/cli.js';
 import { connect, FramewireError } from '../index.js';
 import {
+  clientSecurity,
   type CommandContext,
   type CommonNet,
   EXIT,
   line,
   parsePositive,
   reportError,
+  tokenOption,
   UsageError,
 } from './common.js';
 
@@ -25,8 +28,12 @@ export function registerMsg(program: Command, ctx: CommandContext): void {
         .argParser(parsePositive('--retry-for'))
         .default(30),
     )
+    .addOption(tokenOption())
+    .option('--ca <file>', "tls://: trust this CA or self-signed certificate (PEM) for the receiver's certificate")
     .option('-q, --quiet', 'print only errors')
     .action(async (json: string | undefined, opts) => {
+      // legacy-json://: the seed programs' message port (src/compat).
+      if (legacySchemeOf(opts.to)) return ctx.setExit(await legacyMsgCommand(json, opts, ctx));
       ctx.setExit(await msgCommand(json, opts, ctx));
     });
 }
@@ -61,7 +68,7 @@ async function msgCommand(
   }
   let client: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    client = await connect(opts.to, { retryForMs: opts.retryFor * 1000 });
+    client = await connect(opts.to, { retryForMs: opts.retryFor * 1000, signal: io.signal, ...clientSecurity(opts) });
     let n = 0;
     if (json !== undefined) {
       await client.message(json, { raw: true, ...(ref ? { ref } : {}) });

@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../index.js';
 import { type CliIO, type CommandContext, EXIT, reportError } from './common.js';
+import { registerDemo } from './demo.js';
 import { registerMsg } from './msg.js';
 import { registerSend } from './send.js';
 import { registerServe } from './serve.js';
@@ -43,6 +44,7 @@ export async function run(argv: string[], io: Partial<CliIO> = {}): Promise<numb
   registerServe(program, ctx);
   registerSend(program, ctx);
   registerMsg(program, ctx);
+  registerDemo(program, ctx);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

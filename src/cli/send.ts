@@ -1,47 +1,84 @@
-/** `framewire send`: send the frames of folders, globs or files. */
-import { type Command, Option } from 'commander';
+/** `framewire send`: send the frames of folders, globs or files, or of a video, camera, URL or test pattern. */
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { legacySchemeOf, legacySendCommand } from '../compat/cli.js';
 import {
   connect,
+  type Frame,
   type FramewireError,
   STREAM_KINDS,
   STREAM_MODES,
   type StreamKind,
   type StreamMode,
 } from '../index.js';
+import {
+  describeFfmpeg,
+  type FfmpegSource,
+  ffmpegSource,
+  ffmpegStreamName,
+  isFfmpegInput,
+} from '../sources/ffmpeg.js';
 import { folderSource } from '../sources/folder.js';
 import {
   type CommandContext,
   type CommonNet,
+  clientSecurity,
   defaultStreamName,
   EXIT,
   line,
   parsePositive,
   parseSize,
   reportError,
+  tokenOption,
+  UsageError,
 } from './common.js';
 import { formatSummary, Progress } from './progress.js';
+import { StatusLine } from './status-line.js';
+import { parseMtu, parseRate, withUdpOptions } from './udp-options.js';
 
 /** Adds `framewire send` to the program. */
 export function registerSend(program: Command, ctx: CommandContext): void {
   program
     .command('send')
-    .description('Send the frames of folders, glob patterns or files to a receiver.')
-    .argument('<inputs...>', 'folders, glob patterns ("frames/*.jpg") or image files')
+    .description(
+      'Send the frames of folders, glob patterns or image files, or of one video file, camera, URL or test pattern (through ffmpeg), to a receiver.',
+    )
+    .argument(
+      '<inputs...>',
+      'folders, glob patterns ("frames/*.jpg") or image files; or one video file (.mp4, .mkv, .avi ...), camera (/dev/video0), rtsp:// or http:// URL, testsrc[:WxH@FPS] or thermal[:WxH@FPS]',
+    )
     .requiredOption('-t, --to <url>', 'receiver endpoint, e.g. tcp://127.0.0.1:7070')
     .option(
       '-s, --stream <name>',
-      'stream name (the folder name on the receiver); default: the input folder name',
+      'stream name (the folder name on the receiver); default: the input folder name, or testsrc, thermal, camN, rtsp, the video file name',
     )
-    .addOption(new Option('-k, --kind <kind>', 'camera kind').choices([...STREAM_KINDS]).default('visible'))
     .addOption(
-      new Option('-m, --mode <mode>', 'delivery mode').choices([...STREAM_MODES]).default('reliable'),
+      new Option('-k, --kind <kind>', 'camera kind (default: infrared for thermal, else visible)').choices([
+        ...STREAM_KINDS,
+      ]),
+    )
+    .addOption(
+      new Option(
+        '-m, --mode <mode>',
+        'delivery mode (default: live for cameras, URLs and test patterns, reliable for folders and video files)',
+      ).choices([...STREAM_MODES]),
     )
     .option(
       '--fps <n>',
-      'pace frames at N per second (default: as fast as the receiver takes them)',
+      'folders: pace frames at N per second (default: as fast as the receiver takes them); ffmpeg inputs: output frame rate',
       parsePositive('--fps'),
     )
-    .option('--loop', 'start again after the last frame, until interrupted')
+    .option(
+      '--size <WxH>',
+      'ffmpeg inputs: scale to WxH, e.g. 1280x720 (a camera is asked for that mode)',
+      parseWxH,
+    )
+    .option('--quality <n>', 'ffmpeg inputs: JPEG quality 1..100 (default 80)', parseQuality)
+    .option('--realtime', "video files: send at the file's own frame rate, as a camera would")
+    .option('--loop', 'start again after the last frame (folders and video files), until interrupted')
+    .option('--stats', 'print a status line every second: fps, MB/s, ack latency p50, drops')
     .addOption(
       new Option('--retry-for <seconds>', 'keep reconnecting this long before giving up')
         .argParser(parsePositive('--retry-for'))
@@ -57,12 +94,71 @@ export function registerSend(program: Command, ctx: CommandContext): void {
         .argParser(parseSize)
         .default(32 * 1024 * 1024, '32MiB'),
     )
+    .option(
+      '--mtu <bytes>',
+      'udp://: largest datagram (default 1200; up to 65507 on loopback or jumbo frames)',
+      parseMtu,
+    )
+    .option(
+      '--rate <rate>',
+      'udp://: cap the sending rate, e.g. 50MB/s (default: congestion control decides)',
+      parseRate,
+    )
+    .addOption(
+      new Option(
+        '--latency <ms>',
+        'live streams over udp://: a frame not delivered whole within this is dropped',
+      )
+        .argParser(parsePositive('--latency'))
+        .default(120),
+    )
+    .option(
+      '--resume',
+      'folders: skip the frames the receiver already holds from an earlier run of the same command',
+    )
     .option('--epoch <id>', 'name this run of the sender (a receiver resumes per stream and epoch)')
     .option('--no-progress', 'no progress bar or progress lines')
+    .addOption(tokenOption())
+    .option(
+      '--ca <file>',
+      "tls://: trust this CA or self-signed certificate (PEM) for the receiver's certificate",
+    )
     .option('-q, --quiet', 'print only errors')
     .action(async (inputs: string[], opts) => {
+      // legacy-udp://, legacy-tcp://: the seed programs' servers (src/compat).
+      if (legacySchemeOf(opts.to)) return ctx.setExit(await legacySendCommand(inputs, opts, ctx));
       ctx.setExit(await sendCommand(inputs, opts, ctx));
     });
+}
+
+/** The same frames, the first one already read (its errors thrown here). */
+async function primed(source: AsyncIterable<Frame>): Promise<AsyncIterable<Frame>> {
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        if (first.done) return;
+        yield first.value;
+        for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+      } finally {
+        await it.return?.();
+      }
+    },
+  };
+}
+
+function parseWxH(v: string): string {
+  if (!/^[1-9]\d{0,4}x[1-9]\d{0,4}$/.test(v))
+    throw new InvalidArgumentError('--size must be WxH, e.g. 1280x720');
+  return v;
+}
+
+function parseQuality(v: string): number {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n >= 1 && n <= 100))
+    throw new InvalidArgumentError('--quality must be an integer 1..100');
+  return n;
 }
 
 // ---- send ---------------------------------------------------------------------------------------------
@@ -72,13 +168,21 @@ async function sendCommand(
   opts: CommonNet & {
     to: string;
     stream?: string;
-    kind: StreamKind;
-    mode: StreamMode;
+    kind?: StreamKind;
+    mode?: StreamMode;
     fps?: number;
+    size?: string;
+    quality?: number;
+    realtime?: boolean;
     loop?: boolean;
+    stats?: boolean;
     windowFrames: number;
     windowBytes: number;
+    mtu?: number;
+    rate?: number;
+    latency: number;
     epoch?: string;
+    resume?: boolean;
     progress: boolean;
   },
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; signal: AbortSignal },
@@ -89,18 +193,86 @@ async function sendCommand(
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   io.signal.addEventListener('abort', onAbort, { once: true });
-  const source = folderSource(inputs, { fps: opts.fps, loop: !!opts.loop, signal: stop.signal });
   let client: Awaited<ReturnType<typeof connect>> | undefined;
   let progress: Progress | undefined;
+  let status: StatusLine | undefined;
   try {
-    const opened = await source.open();
-    const streamName = opts.stream ?? defaultStreamName(inputs);
-    client = await connect(opts.to, {
-      retryForMs: opts.retryFor * 1000,
-      windowFrames: opts.windowFrames,
-      windowBytes: opts.windowBytes,
-      ...(opts.epoch ? { epoch: opts.epoch } : {}),
-    });
+    // One video, camera, URL or test pattern goes through ffmpeg; anything else is read as image files.
+    const first = inputs[0] ?? '';
+    const viaFfmpeg = inputs.length === 1 && isFfmpegInput(first);
+    if (!viaFfmpeg && inputs.some((i) => isFfmpegInput(i))) {
+      throw new UsageError('a video file, camera, URL or test pattern must be the only input of send');
+    }
+    if (!viaFfmpeg) {
+      const only = [
+        opts.size && '--size',
+        opts.quality !== undefined && '--quality',
+        opts.realtime && '--realtime',
+      ].filter(Boolean);
+      if (only.length > 0) {
+        throw new UsageError(
+          `${only.join(', ')} apply to video files, cameras, URLs and test patterns only (use --fps to pace a folder)`,
+        );
+      }
+    }
+    let frames: AsyncIterable<Frame>;
+    let video: FfmpegSource | undefined;
+    let streamName: string;
+    let mode: StreamMode;
+    let total: { frames: number; bytes: number } | undefined;
+    let what: string;
+    let files: readonly string[] | undefined;
+    if (opts.resume && (viaFfmpeg || opts.loop || opts.epoch)) {
+      throw new UsageError('--resume works with folders, globs and files, without --loop or --epoch');
+    }
+    if (viaFfmpeg) {
+      video = ffmpegSource(first, {
+        ...(opts.size === undefined ? {} : { size: opts.size }),
+        ...(opts.fps === undefined ? {} : { fps: opts.fps }),
+        ...(opts.quality === undefined ? {} : { quality: opts.quality }),
+        ...(opts.realtime ? { realtime: true } : {}),
+        loop: !!opts.loop,
+        signal: stop.signal,
+      });
+      const { ffmpeg, caps } = await video.open();
+      // A video file is read up to its first frame before connecting, so that a file ffmpeg cannot read
+      // fails at once; live inputs start once connected, so that their first frame is fresh.
+      frames = video.live ? video : await primed(video);
+      streamName = opts.stream ?? ffmpegStreamName(first);
+      mode = opts.mode ?? (video.live ? 'live' : 'reliable');
+      what = `${first} through ${describeFfmpeg(ffmpeg, caps)}`;
+    } else {
+      const opened = await folderSource(inputs, {
+        fps: opts.fps,
+        loop: !!opts.loop,
+        signal: stop.signal,
+      }).open();
+      frames = opened;
+      files = opened.files;
+      streamName = opts.stream ?? defaultStreamName(inputs);
+      mode = opts.mode ?? 'reliable';
+      total = opts.loop ? undefined : { frames: opened.files.length, bytes: opened.totalBytes };
+      what = `${opened.files.length} files (${(opened.totalBytes / 1e6).toFixed(1)} MB)`;
+    }
+    const kind = opts.kind ?? (video?.kind === 'thermal' ? 'infrared' : 'visible');
+    // Ctrl-C while still connecting stops at once; once connected it stops the source and flushes instead.
+    const connecting = new AbortController();
+    const abortConnecting = () => connecting.abort();
+    io.signal.addEventListener('abort', abortConnecting, { once: true });
+    try {
+      client = await connect(withUdpOptions(opts.to, opts), {
+        retryForMs: opts.retryFor * 1000,
+        latencyMs: opts.latency,
+        windowFrames: opts.windowFrames,
+        windowBytes: opts.windowBytes,
+        signal: connecting.signal,
+        ...clientSecurity(opts),
+        ...(opts.epoch ? { epoch: opts.epoch } : {}),
+        ...(opts.resume ? { epoch: resumeEpoch(streamName, inputs) } : {}),
+      });
+    } finally {
+      io.signal.removeEventListener('abort', abortConnecting);
+    }
     const c = client;
     c.on('reconnecting', ({ attempt, delayMs, error }) =>
       log(`connection lost (${error.detail}); retry ${attempt} in ${delayMs} ms`),
@@ -118,18 +290,25 @@ async function sendCommand(
       streamError = e;
       stop.abort();
     });
-    const st = c.stream(streamName, { kind: opts.kind, mode: opts.mode });
-    log(
-      `sending ${opened.files.length} files (${(opened.totalBytes / 1e6).toFixed(1)} MB) to ${opts.to} as stream ${streamName}`,
-    );
-    const showProgress = opts.progress && !opts.quiet;
-    progress = showProgress
-      ? new Progress({
-          total: opts.loop ? undefined : { frames: opened.files.length, bytes: opened.totalBytes },
-          stream: io.stderr,
-          label: streamName,
-        })
-      : undefined;
+    const st = c.stream(streamName, { kind, mode });
+    if (opts.resume && files) {
+      // The same command again: same epoch, so the receiver says how many frames of this run it holds.
+      const held = await st.ready();
+      if (held > 0) {
+        const rest = files.slice(held);
+        log(`resuming: the receiver holds ${Math.min(held, files.length)} of ${files.length} frames`);
+        frames =
+          rest.length > 0
+            ? await folderSource(rest, { fps: opts.fps, signal: stop.signal }).open()
+            : (async function* () {})();
+        total = total && { frames: rest.length, bytes: await sizeOf(rest) };
+        what = `${rest.length} remaining files`;
+      }
+    }
+    log(`sending ${what} to ${opts.to} as stream ${streamName} (${mode})`);
+    // The status line replaces the progress display; the summary is printed either way.
+    const showProgress = opts.progress && !opts.quiet && !opts.stats;
+    progress = showProgress ? new Progress({ total, stream: io.stderr, label: streamName }) : undefined;
     const p = progress;
     let ackedFrames = 0;
     let ackedBytes = 0;
@@ -139,12 +318,27 @@ async function sendCommand(
       ackedBytes += a.bytes;
       p?.tick(a.frames, a.bytes);
     });
-    for await (const frame of opened) {
+    const dropped = () => c.stats().framesDropped + (video?.debug?.dropped ?? 0);
+    if (opts.stats) {
+      status = new StatusLine({
+        stream: io.stderr,
+        label: streamName,
+        sample: () => ({
+          frames: ackedFrames,
+          bytes: ackedBytes,
+          ackP50Ms: c.stats().ackLatencyMs.p50,
+          dropped: dropped(),
+        }),
+      });
+      status.start();
+    }
+    for await (const frame of frames) {
       await st.send(frame);
       if (stop.signal.aborted) break;
     }
     if (streamError) throw streamError;
     await c.close();
+    status?.stop();
     const summary = p
       ? p.done()
       : (() => {
@@ -158,6 +352,9 @@ async function sendCommand(
           };
         })();
     if (!p && !opts.quiet) line(io.stderr, formatSummary(summary));
+    const drops = dropped();
+    if (drops > 0)
+      log(`dropped ${drops} frame(s): a live stream sends the newest frame and skips older unsent ones`);
     if (refused.length > 0) {
       line(io.stderr, `framewire: ${refused.length} frame(s) refused by the receiver`);
       return EXIT.FAILED;
@@ -165,9 +362,26 @@ async function sendCommand(
     return EXIT.OK;
   } catch (err) {
     progress?.stop();
+    status?.stop();
     client?.destroy();
     return reportError(err, io.stderr);
   } finally {
     io.signal.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * The epoch of `send --resume`: the same for the same stream and inputs, so that a receiver's resume point
+ * from an earlier run applies. It assumes the inputs only grew at the end (in natural order) since then.
+ */
+export function resumeEpoch(stream: string, inputs: readonly string[]): string {
+  const h = createHash('sha256').update(`framewire-resume\n${stream}`);
+  for (const i of inputs) h.update(`\n${resolve(i)}`);
+  return `r-${h.digest('hex').slice(0, 30)}`;
+}
+
+async function sizeOf(files: readonly string[]): Promise<number> {
+  let n = 0;
+  for (const f of files) n += (await stat(f)).size;
+  return n;
 }

@@ -1,9 +1,21 @@
 /** `framewire serve`: receive frames and messages. */
 import { resolve } from 'node:path';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { createServer, type FramewireServer, VERSION } from '../index.js';
 import { FolderSink } from '../sinks/folder.js';
-import { abortPromise, type CommandContext, collect, EXIT, line, parseSize, reportError } from './common.js';
+import { createViewer, parseHostPort, type ViewerSink } from '../sinks/viewer.js';
+import {
+  abortPromise,
+  type CommandContext,
+  collect,
+  EXIT,
+  line,
+  parseSize,
+  readPem,
+  reportError,
+  tokenOption,
+} from './common.js';
+import { parseMtu, udpListenOptions } from './udp-options.js';
 
 /** Adds `framewire serve` to the program. */
 export function registerServe(program: Command, ctx: CommandContext): void {
@@ -27,11 +39,38 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         .argParser(parseSize)
         .default(1024 * 1024, '1MiB'),
     )
+    .option(
+      '--mtu <bytes>',
+      'udp:// endpoints: largest datagram accepted and sent (default 65507: the sender chooses)',
+      parseMtu,
+    )
+    .option(
+      '--no-verify-crc',
+      "trust the transport's integrity (TCP checksum, TLS) instead of checking each frame's CRC32; senders then skip it too",
+    )
     .option('--fsync', 'flush every frame to disk before acknowledging it (slower; survives power loss)')
+    .option(
+      '--view <host:port>',
+      'serve the live viewer page, MJPEG (/streams/NAME.mjpg), /api/streams and /metrics, e.g. 127.0.0.1:8080',
+      viewAddress,
+    )
+    .addOption(tokenOption())
+    .option('--cert <file>', 'TLS certificate (PEM) for tls:// endpoints')
+    .option('--key <file>', 'TLS private key (PEM) for tls:// endpoints')
+    .option('--ca <file>', 'with --cert: require senders to present a certificate signed by this CA')
     .option('-q, --quiet', 'print only messages and errors')
     .action(async (opts) => {
       ctx.setExit(await serveCommand(opts, ctx));
     });
+}
+
+/** Parses --view HOST:PORT for commander (a bad value is a usage error). */
+export function viewAddress(v: string): { host: string; port: number } {
+  try {
+    return parseHostPort(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace(/^ERR_BAD_OPTION: /, ''));
+  }
 }
 
 // ---- serve ----------------------------------------------------------------------------------------------
@@ -39,11 +78,18 @@ export function registerServe(program: Command, ctx: CommandContext): void {
 async function serveCommand(
   opts: {
     listen?: string[];
+    mtu?: number;
     out?: string;
     maxFrameBytes: number;
     maxMetaBytes: number;
     maxMessageBytes: number;
     fsync?: boolean;
+    verifyCrc: boolean;
+    token?: string;
+    cert?: string;
+    key?: string;
+    ca?: string;
+    view?: { host: string; port: number };
     quiet?: boolean;
   },
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; signal: AbortSignal },
@@ -52,8 +98,14 @@ async function serveCommand(
     if (!opts.quiet) line(io.stderr, s);
   };
   let server: FramewireServer | undefined;
+  let viewer: ViewerSink | undefined;
   try {
     const sinks = [];
+    // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
+    if (opts.view) {
+      viewer = await createViewer(opts.view);
+      sinks.push(viewer);
+    }
     if (opts.out) {
       sinks.push(
         await FolderSink.open(resolve(opts.out), {
@@ -62,8 +114,14 @@ async function serveCommand(
         }),
       );
     }
+    const cert = readPem('--cert', opts.cert);
+    const key = readPem('--key', opts.key);
+    const ca = readPem('--ca', opts.ca);
     server = await createServer({
-      listen: opts.listen ?? ['tcp://0.0.0.0:7070'],
+      verifyCrc: opts.verifyCrc,
+      ...(opts.token ? { token: opts.token } : {}),
+      ...(cert && key ? { tls: { cert, key, ...(ca ? { ca, requestCert: true } : {}) } } : {}),
+      listen: udpListenOptions(opts.listen ?? ['tcp://0.0.0.0:7070'], opts.mtu),
       sinks,
       limits: {
         maxFrameBytes: opts.maxFrameBytes,
@@ -80,7 +138,7 @@ async function serveCommand(
       ),
     );
     server.on('frame', (f) => counts.set(f.stream.name, (counts.get(f.stream.name) ?? 0) + 1));
-    server.on('frame-error', (e) => log(`refused: ${e.message}`));
+    server.on('frame-error', (e) => log(`${e.code === 'ERR_UNSAFE_NAME' ? 'refused' : 'dropped'}: ${e.message}`));
     server.on('warning', (e) => log(`warning: ${e.message}`));
     server.on('message', (m) => {
       line(
@@ -91,6 +149,7 @@ async function serveCommand(
     log(
       `framewire ${VERSION} receiving on ${server.urls.join(', ')}${opts.out ? `, saving to ${resolve(opts.out)}` : ''}`,
     );
+    if (viewer) log(`viewer on ${viewer.url} (MJPEG at /streams/NAME.mjpg, metrics at /metrics)`);
     await abortPromise(io.signal);
     log('stopping…');
     await server.close();
@@ -99,6 +158,7 @@ async function serveCommand(
     return EXIT.OK;
   } catch (err) {
     await server?.close();
+    await viewer?.close();
     return reportError(err, io.stderr);
   }
 }

@@ -23,6 +23,7 @@ export const MessageType = {
   WELCOME: 0x02,
   OPEN: 0x03,
   OPENED: 0x04,
+  AUTH: 0x05,
   FRAME: 0x10,
   MESSAGE: 0x11,
   ACK: 0x12,
@@ -45,6 +46,11 @@ export function isMessageType(type: number): type is MessageType {
 export const Flags = {
   /** The frame or message is sent again after a reconnect. */
   RETRANSMIT: 0x01,
+  /**
+   * FRAME: the frame carries no CRC (the field is 0). Sent only to a receiver that announced
+   * `verifyCrc: false` in WELCOME, i.e. one that relies on the transport's own integrity (TCP, TLS).
+   */
+  NO_CRC: 0x02,
 } as const;
 
 /** Stream id used in ACKs for the connection's JSON message channel. */

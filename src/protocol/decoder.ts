@@ -10,6 +10,7 @@ import {
   ACK_HEAD,
   CONTENT_TYPES,
   DEFAULT_LIMITS,
+  Flags,
   FRAME_HEAD_FIXED,
   HEADER_BYTES,
   type Limits,
@@ -60,6 +61,15 @@ function u64(buf: Buffer, offset: number, what: string): number {
 
 export type MessageHandler = (msg: Message) => void;
 
+export interface DecoderOptions {
+  /**
+   * Check every frame's payload against its CRC32 (default true). A receiver may turn it off where the
+   * transport guarantees integrity itself (TLS authenticates every record); frames flagged NO_CRC are
+   * accepted only then.
+   */
+  verifyCrc?: boolean;
+}
+
 export class Decoder {
   readonly limits: Limits;
   private readonly onMessage: MessageHandler;
@@ -75,9 +85,13 @@ export class Decoder {
   private assembly: Buffer | undefined;
   private assembled = 0;
 
-  constructor(onMessage: MessageHandler, limits: Partial<Limits> = {}) {
+  /** Whether frame payloads are checked against their CRC32; see {@link DecoderOptions.verifyCrc}. */
+  readonly verifyCrc: boolean;
+
+  constructor(onMessage: MessageHandler, limits: Partial<Limits> = {}, options: DecoderOptions = {}) {
     this.onMessage = onMessage;
     this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.verifyCrc = options.verifyCrc ?? true;
   }
 
   /** Bytes held that do not yet form a whole message. */
@@ -230,6 +244,7 @@ export class Decoder {
       case MessageType.WELCOME:
       case MessageType.OPEN:
       case MessageType.OPENED:
+      case MessageType.AUTH:
       case MessageType.ERROR:
       case MessageType.BYE:
         if (headLen !== 0) {
@@ -297,6 +312,8 @@ export class Decoder {
         return { type, body: parseObject(body, 'OPEN body') as never };
       case MessageType.OPENED:
         return { type, body: parseObject(body, 'OPENED body') as never };
+      case MessageType.AUTH:
+        return { type, body: parseObject(body, 'AUTH body') as never };
       case MessageType.ERROR:
         return { type, body: parseObject(body, 'ERROR body') as never };
       case MessageType.BYE:
@@ -351,13 +368,18 @@ export class Decoder {
       );
     }
     const crc = head.readUInt32BE(24);
-    const actual = crc32(payload);
     const seq = u64(head, 8, 'frame seq');
-    if (actual !== crc) {
-      fail(
-        'ERR_CRC_MISMATCH',
-        `frame ${seq} of stream ${head.readUInt16BE(0)}: payload CRC32 is ${hex32(actual)}, header says ${hex32(crc)}`,
-      );
+    if (this.verifyCrc) {
+      if (flags & Flags.NO_CRC) {
+        fail('ERR_BAD_HEADER', `frame ${seq} carries no CRC, but this side verifies CRCs`);
+      }
+      const actual = crc32(payload);
+      if (actual !== crc) {
+        fail(
+          'ERR_CRC_MISMATCH',
+          `frame ${seq} of stream ${head.readUInt16BE(0)}: payload CRC32 is ${hex32(actual)}, header says ${hex32(crc)}`,
+        );
+      }
     }
     const name = nameLen > 0 ? head.toString('utf8', FRAME_HEAD_FIXED, FRAME_HEAD_FIXED + nameLen) : '';
     const meta =

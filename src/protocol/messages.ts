@@ -9,6 +9,7 @@ import {
   type ContentType,
   ContentTypeCode,
   DEFAULT_LIMITS,
+  Flags,
   FRAME_HEAD_FIXED,
   HEADER_BYTES,
   MAGIC0,
@@ -46,6 +47,8 @@ export interface HelloBody {
   streams: StreamDecl[];
   /** Next message sequence number the sender will use (resume of the message channel). */
   messageSeq?: number;
+  /** Present when the sender has a token: its nonce for the challenge-response (hex, 32 bytes). */
+  auth?: { nonce: string };
 }
 
 export interface ResumePoint {
@@ -63,6 +66,8 @@ export interface WelcomeBody {
   /** Next message sequence number the receiver expects on the message channel. */
   messageNext: number;
   limits: { maxFrameBytes: number; maxMetaBytes: number; maxMessageBytes: number };
+  /** False when the receiver does not check frame CRCs: senders may then send frames flagged NO_CRC. */
+  verifyCrc?: boolean;
 }
 
 export type OpenBody = StreamDecl;
@@ -77,6 +82,16 @@ export interface ErrorBody {
   seq?: number;
   /** A fatal error ends the connection; a non-fatal one concerns one frame, message or stream. */
   fatal: boolean;
+}
+
+/**
+ * AUTH, both ways. Receiver → sender: the challenge `{nonce, proof}` where proof proves the receiver knows
+ * the token; sender → receiver: `{proof}`. Proofs are HMAC-SHA256 keyed with the token (see
+ * src/session/auth.ts); the token itself never crosses the wire.
+ */
+export interface AuthBody {
+  nonce?: string;
+  proof: string;
 }
 
 export interface ByeBody {
@@ -132,6 +147,7 @@ export type Message =
   | { type: typeof MessageType.ERROR; body: ErrorBody }
   | { type: typeof MessageType.PING; time: number }
   | { type: typeof MessageType.PONG; time: number }
+  | { type: typeof MessageType.AUTH; body: AuthBody }
   | { type: typeof MessageType.BYE; body: ByeBody };
 
 /** The parts of one encoded message, written in order (under cork) by a transport. */
@@ -171,13 +187,14 @@ function checkU64(what: string, value: number): void {
   }
 }
 
-/** Encodes a control message whose body is JSON (HELLO, WELCOME, OPEN, OPENED, ERROR, BYE). */
+/** Encodes a control message whose body is JSON (HELLO, WELCOME, OPEN, OPENED, AUTH, ERROR, BYE). */
 export function encodeControl(
   type:
     | typeof MessageType.HELLO
     | typeof MessageType.WELCOME
     | typeof MessageType.OPEN
     | typeof MessageType.OPENED
+    | typeof MessageType.AUTH
     | typeof MessageType.ERROR
     | typeof MessageType.BYE,
   body: object,
@@ -247,7 +264,7 @@ export function encodeFrame(f: FrameFields): Encoded {
   buf.writeUInt16BE(height, o + 6);
   writeU64(buf, f.seq, o + 8);
   writeU64(buf, f.captureUs, o + 16);
-  buf.writeUInt32BE(f.crc ?? crc32(f.payload), o + 24);
+  buf.writeUInt32BE((f.flags ?? 0) & Flags.NO_CRC ? 0 : (f.crc ?? crc32(f.payload)), o + 24);
   buf.writeUInt16BE(nameLen, o + 28);
   buf.writeUInt16BE(metaLen, o + 30);
   o += FRAME_HEAD_FIXED;

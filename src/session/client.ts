@@ -6,11 +6,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { crc32 } from 'node:zlib';
 import { type ErrorCode, FramewireError, toFramewireError } from '../errors.js';
 import {
   type ContentType,
   DEFAULT_LIMITS,
   Flags,
+  HEADER_BYTES,
   type Limits,
   MAX_STREAM_ID,
   MESSAGE_CHANNEL,
@@ -34,8 +36,9 @@ import {
   type WelcomeBody,
 } from '../protocol/messages.js';
 import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.js';
-import type { Connection } from '../transports/types.js';
+import type { Connection, TlsClientOptions } from '../transports/types.js';
 import type { Frame } from '../types.js';
+import { authError, checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
 import { checkStreamName } from './names.js';
 import { VERSION } from './server.js';
 
@@ -66,6 +69,18 @@ export interface ConnectOptions {
   clientName?: string;
   /** Aborting it stops connecting or reconnecting at once and closes the client (ERR_CLOSED). */
   signal?: AbortSignal;
+  /**
+   * Latency budget of live frames (ms, default 120, or the URL's `latency` parameter): over udp:// a live
+   * frame that cannot be delivered whole within it is dropped and counted. Stream transports ignore it.
+   */
+  latencyMs?: number;
+  /**
+   * Shared secret with the receiver. The client proves it knows it and checks that the receiver does too
+   * (challenge-response; the token never crosses the wire). A receiver without a token is refused.
+   */
+  token?: string;
+  /** TLS options for tls:// URLs (trusted CA, client certificate). */
+  tls?: TlsClientOptions;
 }
 
 export interface StreamOptions {
@@ -108,7 +123,7 @@ export interface ClientEvents {
   'frame-error': [FramewireError];
   /** The receiver refused a whole stream (unsafe stream name, stream busy, too many streams). */
   'stream-error': [FramewireError];
-  /** A live frame was dropped at the sender because a newer one replaced it. */
+  /** A live frame was dropped at the sender: a newer one replaced it, or the transport gave it up as too late. */
   drop: [{ stream: string; seq: number }];
   /** The client gave up (receiver unreachable past retryForMs, or a fatal protocol error). */
   error: [FramewireError];
@@ -150,6 +165,7 @@ const FINAL_CODES = new Set<string>([
   'ERR_BAD_JSON',
   'ERR_PROTOCOL',
   'ERR_AUTH',
+  'ERR_TLS',
   'ERR_FRAME_TOO_LARGE',
   'ERR_META_TOO_LARGE',
   'ERR_MESSAGE_TOO_LARGE',
@@ -174,6 +190,7 @@ export class ClientStream {
   /** @internal */ unsent = 0;
   /** The receiver's resume point at the last open: frames below it were already held. */
   resumedAt = 0;
+  /** @internal */ openWaiters: Array<{ resolve: (next: number) => void; reject: (e: FramewireError) => void }> = [];
   private readonly client: FramewireClient;
 
   /** @internal */
@@ -194,6 +211,17 @@ export class ClientStream {
     return this.client.sendFrame(this, frame);
   }
 
+  /**
+   * Resolves with the receiver's resume point once the receiver has accepted the stream (every frame below
+   * it is held already; a sender that replays the same source with the same epoch skips them). Rejects
+   * when the receiver refused the stream.
+   */
+  ready(): Promise<number> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.open) return Promise.resolve(this.resumedAt);
+    return new Promise((resolve, reject) => this.openWaiters.push({ resolve, reject }));
+  }
+
   /** Next sequence number this stream will assign. */
   get seq(): number {
     return this.nextSeq;
@@ -211,9 +239,13 @@ export class ClientStream {
 export class FramewireClient extends EventEmitter<ClientEvents> {
   readonly url: URL;
   readonly epoch: string;
-  private readonly o: Required<Omit<ConnectOptions, 'limits' | 'epoch' | 'clientName' | 'signal'>> & {
+  private readonly o: Required<
+    Omit<ConnectOptions, 'limits' | 'epoch' | 'clientName' | 'signal' | 'token' | 'tls'>
+  > & {
     limits: Limits;
     clientName: string;
+    token: string | undefined;
+    tls: TlsClientOptions | undefined;
   };
   private conn: Connection | undefined;
   private ready = false;
@@ -230,11 +262,17 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
   private closing = false;
   private closed = false;
   private connecting: Promise<void> | undefined;
-  private serverLimits = { maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes, maxMetaBytes: DEFAULT_LIMITS.maxMetaBytes, maxMessageBytes: DEFAULT_LIMITS.maxMessageBytes };
+  private serverLimits = {
+    maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
+    maxMetaBytes: DEFAULT_LIMITS.maxMetaBytes,
+    maxMessageBytes: DEFAULT_LIMITS.maxMessageBytes,
+  };
   private keepalive: NodeJS.Timeout | undefined;
   private lastHeard = 0;
   private rr = 0;
   private everConnected = false;
+  /** Whether the current receiver checks CRCs (WELCOME); when it does not, frames go without one. */
+  private sendCrc = true;
   /** Wakes backoff sleeps when the client fails or is destroyed. */
   private readonly sleepers = new Set<() => void>();
   private readonly latencies = new Float64Array(10_000);
@@ -261,7 +299,8 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     }
     const positive = (name: string, v: number | undefined, dflt: number): number => {
       const x = v ?? dflt;
-      if (!(x > 0)) throw new FramewireError('ERR_BAD_OPTION', `${name} must be a positive number, got ${String(v)}`);
+      if (!(x > 0))
+        throw new FramewireError('ERR_BAD_OPTION', `${name} must be a positive number, got ${String(v)}`);
       return x;
     };
     this.o = {
@@ -274,8 +313,15 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       keepaliveMs: positive('keepaliveMs', options.keepaliveMs, 5000),
       peerTimeoutMs: positive('peerTimeoutMs', options.peerTimeoutMs, 20_000),
       maxBackoffMs: positive('maxBackoffMs', options.maxBackoffMs, 5000),
+      latencyMs: positive(
+        'latencyMs',
+        options.latencyMs ?? (Number(this.url.searchParams.get('latency')) || undefined),
+        120,
+      ),
       limits: { ...DEFAULT_LIMITS, ...options.limits },
       clientName: options.clientName ?? `framewire/${VERSION} node/${process.versions.node}`,
+      token: checkToken(options.token),
+      tls: options.tls,
     };
     const signal = options.signal;
     if (signal) {
@@ -307,7 +353,10 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     const n = Math.min(this.latencyCount, this.latencies.length);
     const sorted = Array.from(this.latencies.subarray(0, n)).sort((a, b) => a - b);
     const pick = (q: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.floor(q * n))]!);
-    return { ...this.s, ackLatencyMs: { p50: pick(0.5), p99: pick(0.99), max: n ? sorted[n - 1]! : 0, samples: n } };
+    return {
+      ...this.s,
+      ackLatencyMs: { p50: pick(0.5), p99: pick(0.99), max: n ? sorted[n - 1]! : 0, samples: n },
+    };
   }
 
   /**
@@ -328,7 +377,8 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     }
     const existing = this.streams.find((s) => s.name === name);
     if (existing) return existing;
-    if (this.streams.length > MAX_STREAM_ID) throw new FramewireError('ERR_TOO_MANY_STREAMS', 'too many streams');
+    if (this.streams.length > MAX_STREAM_ID)
+      throw new FramewireError('ERR_TOO_MANY_STREAMS', 'too many streams');
     const st = new ClientStream(this, this.streams.length, name, kind, mode);
     this.streams.push(st);
     this.byId.set(st.id, st);
@@ -351,19 +401,27 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
   async sendFrame(st: ClientStream, frame: Frame): Promise<number> {
     this.assertUsable();
     if (st.failed) throw st.failed;
-    if (!Buffer.isBuffer(frame.data)) throw new FramewireError('ERR_BAD_FRAME', 'frame.data must be a Buffer');
+    if (!Buffer.isBuffer(frame.data))
+      throw new FramewireError('ERR_BAD_FRAME', 'frame.data must be a Buffer');
     if (frame.data.length > this.serverLimits.maxFrameBytes) {
       throw new FramewireError(
         'ERR_FRAME_TOO_LARGE',
         `frame${frame.name ? ` ${frame.name}` : ''} of ${frame.data.length} bytes exceeds the receiver's maxFrameBytes ${this.serverLimits.maxFrameBytes}`,
-        { stream: st.name, hint: 'raise the receiver limit (serve --max-frame-bytes) or send smaller frames' },
+        {
+          stream: st.name,
+          hint: 'raise the receiver limit (serve --max-frame-bytes) or send smaller frames',
+        },
       );
     }
     const metaJson = frame.meta === undefined ? undefined : JSON.stringify(frame.meta);
     if (metaJson !== undefined && Buffer.byteLength(metaJson) > this.serverLimits.maxMetaBytes) {
-      throw new FramewireError('ERR_META_TOO_LARGE', `frame metadata exceeds the receiver's maxMetaBytes ${this.serverLimits.maxMetaBytes}`, {
-        stream: st.name,
-      });
+      throw new FramewireError(
+        'ERR_META_TOO_LARGE',
+        `frame metadata exceeds the receiver's maxMetaBytes ${this.serverLimits.maxMetaBytes}`,
+        {
+          stream: st.name,
+        },
+      );
     }
     const contentType = frame.contentType ?? guessContentType(frame.name);
     const bytes = frame.data.length;
@@ -386,6 +444,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       name: frame.name ?? '',
       metaJson,
       payload: frame.data,
+      flags: this.sendCrc ? 0 : Flags.NO_CRC,
     });
     const out: OutFrame = { seq, parts, bytes, sent: false, sentAt: 0 };
     if (st.mode === 'live') {
@@ -425,7 +484,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         JSON.parse(json);
       } catch (err) {
         throw new FramewireError('ERR_BAD_JSON', `message is not valid JSON: ${(err as Error).message}`, {
-          hint: "quote the JSON for the shell, e.g. '{\"a\":1}'",
+          hint: 'quote the JSON for the shell, e.g. \'{"a":1}\'',
         });
       }
       text = json;
@@ -435,7 +494,10 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       text = t;
     }
     if (Buffer.byteLength(text) > this.serverLimits.maxMessageBytes) {
-      throw new FramewireError('ERR_MESSAGE_TOO_LARGE', `message exceeds the receiver's maxMessageBytes ${this.serverLimits.maxMessageBytes}`);
+      throw new FramewireError(
+        'ERR_MESSAGE_TOO_LARGE',
+        `message exceeds the receiver's maxMessageBytes ${this.serverLimits.maxMessageBytes}`,
+      );
     }
     while (this.messages.length >= this.o.windowMessages) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
@@ -529,15 +591,22 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         if (elapsed >= this.o.retryForMs) {
           const reason = e.code === 'ERR_UNREACHABLE' ? e.detail : e.message;
           this.fail(
-            new FramewireError('ERR_UNREACHABLE', `gave up on ${this.url.href} after ${attempt} attempts in ${(elapsed / 1000).toFixed(1)} s: ${reason}`, {
-              hint: e.hint ?? 'is the receiver running? start it with: framewire serve',
-              cause: e,
-            }),
+            new FramewireError(
+              'ERR_UNREACHABLE',
+              `gave up on ${this.url.href} after ${attempt} attempts in ${(elapsed / 1000).toFixed(1)} s: ${reason}`,
+              {
+                hint: e.hint ?? 'is the receiver running? start it with: framewire serve',
+                cause: e,
+              },
+            ),
           );
           return;
         }
         const base = Math.min(this.o.maxBackoffMs, 100 * 2 ** Math.min(attempt - 1, 10));
-        const delayMs = Math.min(Math.round(base * (0.5 + Math.random() / 2)), Math.max(0, this.o.retryForMs - elapsed));
+        const delayMs = Math.min(
+          Math.round(base * (0.5 + Math.random() / 2)),
+          Math.max(0, this.o.retryForMs - elapsed),
+        );
         if (this.listenerCount('reconnecting') > 0) this.emit('reconnecting', { attempt, delayMs, error: e });
         await new Promise<void>((r) => {
           const wake = () => {
@@ -554,9 +623,13 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
 
   private attempt(): Promise<void> {
     const t = transportFor(this.url);
-    return t.connect(this.url, { limits: this.o.limits, connectTimeoutMs: this.o.connectTimeoutMs }).then(
-      (conn) => this.handshake(conn),
-    );
+    return t
+      .connect(this.url, {
+        limits: this.o.limits,
+        connectTimeoutMs: this.o.connectTimeoutMs,
+        tlsClient: this.o.tls,
+      })
+      .then((conn) => this.handshake(conn));
   }
 
   private handshake(conn: Connection): Promise<void> {
@@ -569,8 +642,17 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       this.conn = conn;
       this.lastHeard = Date.now();
       let settled = false;
+      const token = this.o.token;
+      const senderNonce = token === undefined ? '' : newNonce();
+      let authenticated = token === undefined;
+      let authFailure: FramewireError | undefined;
       const timer = setTimeout(() => {
-        settle(new FramewireError('ERR_HANDSHAKE_TIMEOUT', `${this.url.href} did not answer HELLO within ${this.o.handshakeTimeoutMs} ms`));
+        settle(
+          new FramewireError(
+            'ERR_HANDSHAKE_TIMEOUT',
+            `${this.url.href} did not answer HELLO within ${this.o.handshakeTimeoutMs} ms`,
+          ),
+        );
       }, this.o.handshakeTimeoutMs);
       const settle = (err?: FramewireError) => {
         if (settled) return;
@@ -585,14 +667,42 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       conn.on('message', (m: Message) => {
         this.lastHeard = Date.now();
         if (!this.ready) {
-          if (m.type === MessageType.WELCOME) {
+          if (m.type === MessageType.AUTH && token !== undefined && !authenticated) {
+            const nonce = m.body.nonce;
+            if (!isNonce(nonce)) {
+              settle(authError(`${this.url.href} sent a malformed challenge`));
+              return;
+            }
+            // Answer even when the receiver's proof is wrong, so that both sides see ERR_AUTH; an answer
+            // is an HMAC over fresh nonces and tells an impostor nothing about the token.
+            conn.send(encodeControl(MessageType.AUTH, { proof: proof(token, 'sender', senderNonce, nonce) }));
+            if (!checkProof(token, 'receiver', senderNonce, nonce, m.body.proof)) {
+              const err = authError(`wrong token: ${this.url.href} does not prove the same token`);
+              conn.close();
+              setTimeout(() => settle(err), 1000).unref();
+              authFailure = err;
+              return;
+            }
+            authenticated = true;
+          } else if (m.type === MessageType.WELCOME) {
+            if (!authenticated) {
+              settle(
+                authError(`${this.url.href} does not check tokens; refusing to send to it with --token`),
+              );
+              return;
+            }
             this.onWelcome(m.body);
             settle();
           } else if (m.type === MessageType.ERROR) {
-            if (m.body.fatal) settle(this.remoteError(m.body));
+            if (m.body.fatal) settle(authFailure ?? this.remoteError(m.body));
             else this.onError(m.body);
           } else if (m.type === MessageType.BYE) {
-            settle(new FramewireError('ERR_CLOSED', `receiver said BYE during the handshake: ${String(m.body.reason)}`));
+            settle(
+              new FramewireError(
+                'ERR_CLOSED',
+                `receiver said BYE during the handshake: ${String(m.body.reason)}`,
+              ),
+            );
           }
           return;
         }
@@ -601,7 +711,11 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       conn.on('drain', () => this.pump());
       conn.on('close', (err) => {
         if (!settled) {
-          settle(err ?? new FramewireError('ERR_CLOSED', `${this.url.href} closed the connection during the handshake`));
+          settle(
+            authFailure ??
+              err ??
+              new FramewireError('ERR_CLOSED', `${this.url.href} closed the connection during the handshake`),
+          );
           return;
         }
         this.onConnectionLost(conn, err);
@@ -612,13 +726,15 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         epoch: this.epoch,
         streams: this.streams.filter((s) => !s.failed).map((s) => this.decl(s)),
         messageSeq: this.messages[0]?.seq ?? this.messageSeq,
+        ...(token === undefined ? {} : { auth: { nonce: senderNonce } }),
       };
       conn.send(encodeControl(MessageType.HELLO, hello));
     });
   }
 
   private remoteError(body: ErrorBody): FramewireError {
-    const code = typeof body.code === 'string' && body.code.startsWith('ERR_') ? (body.code as ErrorCode) : 'ERR_REMOTE';
+    const code =
+      typeof body.code === 'string' && body.code.startsWith('ERR_') ? (body.code as ErrorCode) : 'ERR_REMOTE';
     const msg = String(body.message ?? '').replace(/^ERR_[A-Z_]+: /, '');
     return new FramewireError(code, `receiver: ${msg}`);
   }
@@ -629,6 +745,8 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     this.ready = true;
     if (reconnect) this.s.reconnects++;
     if (w.limits && typeof w.limits.maxFrameBytes === 'number') this.serverLimits = { ...w.limits };
+    this.sendCrc = w.verifyCrc !== false;
+    if (this.sendCrc) this.addMissingCrcs();
     for (const p of Array.isArray(w.streams) ? w.streams : []) this.applyResume(p);
     // Messages the receiver already holds are done; the rest go again.
     const mnext = typeof w.messageNext === 'number' ? w.messageNext : 0;
@@ -638,11 +756,24 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     this.pump();
   }
 
+  /** Frames queued for a receiver that skipped CRCs get them before going to one that checks. */
+  private addMissingCrcs(): void {
+    for (const st of this.streams) {
+      for (const f of st.pending) {
+        const head = f.parts[0]!;
+        if (!(head[4]! & Flags.NO_CRC)) continue;
+        head[4] = head[4]! & ~Flags.NO_CRC;
+        head.writeUInt32BE(crc32(f.parts[1] ?? Buffer.alloc(0)), HEADER_BYTES + 24);
+      }
+    }
+  }
+
   private applyResume(p: ResumePoint): void {
     const st = this.byId.get(p.id);
     if (!st || typeof p.next !== 'number') return;
     st.open = true;
     st.resumedAt = p.next;
+    for (const w of st.openWaiters.splice(0)) w.resolve(p.next);
     if (st.nextSeq === 0 && st.pending.length === 0 && p.next > 0 && st.mode === 'reliable') {
       // A fresh stream that the receiver already holds frames of (same epoch): continue after them.
       st.nextSeq = p.next;
@@ -695,7 +826,12 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       const conn = this.conn;
       if (!conn || !this.ready) return;
       if (Date.now() - this.lastHeard > this.o.peerTimeoutMs) {
-        conn.destroy(new FramewireError('ERR_PEER_TIMEOUT', `${this.url.href} sent nothing for ${this.o.peerTimeoutMs} ms`));
+        conn.destroy(
+          new FramewireError(
+            'ERR_PEER_TIMEOUT',
+            `${this.url.href} sent nothing for ${this.o.peerTimeoutMs} ms`,
+          ),
+        );
         return;
       }
       conn.send(encodePing(MessageType.PING, Math.round(performance.now() * 1000)));
@@ -755,6 +891,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     // The whole stream was refused: its frames can never be delivered.
     const e = new FramewireError(err.code, err.detail, { stream: st.name });
     st.failed = e;
+    for (const w of st.openWaiters.splice(0)) w.reject(e);
     for (const f of st.pending) {
       this.pendingFrames--;
       this.pendingBytes -= f.bytes;
@@ -792,7 +929,8 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     if (seq > st.acked) st.acked = seq;
     this.s.framesAcked += frames;
     this.s.bytesAcked += bytes;
-    if (frames > 0 && this.listenerCount('ack') > 0) this.emit('ack', { stream: st.name, seq, frames, bytes });
+    if (frames > 0 && this.listenerCount('ack') > 0)
+      this.emit('ack', { stream: st.name, seq, frames, bytes });
     this.wake();
     this.checkFlushed();
   }
@@ -829,6 +967,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     if (this.failure) return;
     this.failure = err;
     for (const wake of [...this.sleepers]) wake();
+    for (const st of this.streams) for (const w of st.openWaiters.splice(0)) w.reject(err);
     this.stopKeepalive();
     this.conn?.destroy();
     this.wake();
@@ -854,7 +993,9 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     let idle = 0;
     while (idle < n) {
       const st = this.streams[this.rr++ % n]!;
-      if (!st.open || st.unsent === 0) {
+      // A live frame waits while the connection is congested, so that a newer one replaces it (newest wins)
+      // instead of queueing behind the older ones in the transport.
+      if (!st.open || st.unsent === 0 || (st.mode === 'live' && conn.congested)) {
         idle++;
         continue;
       }
@@ -865,8 +1006,25 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
       st.unsent--;
       this.s.framesSent++;
       if (f.parts[0]![4]! & Flags.RETRANSMIT) this.s.retransmits++;
-      if (!conn.send(f.parts)) return;
+      const live =
+        st.mode === 'live'
+          ? { live: true, deadlineMs: this.o.latencyMs, onDrop: () => this.liveLost(st, f) }
+          : undefined;
+      if (!conn.send(f.parts, live)) return;
     }
+  }
+
+  /** The transport gave up a live frame in flight (too late): it has its outcome, a drop. */
+  private liveLost(st: ClientStream, f: OutFrame): void {
+    const i = st.pending.indexOf(f);
+    if (i < 0 || !f.sent) return;
+    st.pending.splice(i, 1);
+    this.pendingFrames--;
+    this.pendingBytes -= f.bytes;
+    this.s.framesDropped++;
+    this.emit('drop', { stream: st.name, seq: f.seq });
+    this.wake();
+    this.checkFlushed();
   }
 }
 

@@ -7,7 +7,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { type FileHandle, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import {
+  copyFile,
+  type FileHandle,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  unlink,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../errors.js';
 import type { ContentType, PixelFormat } from '../protocol/constants.js';
@@ -26,6 +37,13 @@ export interface FolderSinkOptions {
    * after a failed write (the write itself rejects with its own error).
    */
   onError?: (err: FramewireError) => void;
+  /**
+   * Keep `OUT/<stream>/latest.jpg` as the newest JPEG frame of each stream, replaced atomically (a hard
+   * link to the saved frame, or a copy where links fail, renamed over the old one), so that a reader never
+   * sees half a picture. Only image/jpeg frames update it. A failure to update it is reported to `onError`
+   * and does not fail the frame. Default true.
+   */
+  latest?: boolean;
 }
 
 /** One line of `OUT/<stream>/index.jsonl`. */
@@ -51,6 +69,15 @@ export interface IndexEntry {
 }
 
 const INDEX_FILE = 'index.jsonl';
+const LATEST_FILE = 'latest.jpg';
+const LATEST_INTERVAL_MS = 100;
+
+interface LatestState {
+  last: number;
+  next: { dir: string; saved: string; seq: number } | undefined;
+  timer: NodeJS.Timeout | undefined;
+  running: Promise<void> | undefined;
+}
 const MESSAGES_FILE = 'messages.jsonl';
 
 const EXTENSIONS: Record<ContentType, string> = {
@@ -223,6 +250,8 @@ export class FolderSink implements Sink {
   readonly outDir: string;
   readonly #fsync: boolean;
   readonly #onError: ((err: FramewireError) => void) | undefined;
+  readonly #latest: boolean;
+  readonly #latestState = new Map<string, LatestState>();
   // Unique per sink, so that two sinks (or processes) writing the same folder never pick the same temp name.
   // The pid in the name lets a later sink tell a crashed writer's leftovers from a live writer's files.
   readonly #tmpTag = `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -242,6 +271,7 @@ export class FolderSink implements Sink {
     this.outDir = outDir;
     this.#fsync = options.fsync ?? false;
     this.#onError = options.onError;
+    this.#latest = options.latest ?? true;
   }
 
   /** Creates the sink and its output folder. */
@@ -314,6 +344,61 @@ export class FolderSink implements Sink {
       throw writeFailed(`cannot record frame ${f.seq} of stream "${stream}" in ${sd.index.path}`, err, where);
     }
     this.#noteWritten(stream, f.stream.epoch, f.seq);
+    if (this.#latest && f.contentType === 'image/jpeg') this.#scheduleLatest(sd.dir, target, stream, f.seq);
+  }
+
+  /**
+   * latest.jpg is refreshed at most every LATEST_INTERVAL_MS per stream, always ending on the newest frame:
+   * a link and a rename per frame would double the metadata work of a fast stream for no reader's benefit.
+   * It runs beside the frame writes, never delaying an acknowledgement.
+   */
+  #scheduleLatest(dir: string, saved: string, stream: string, seq: number): void {
+    let st = this.#latestState.get(stream);
+    if (!st) {
+      st = { last: 0, next: undefined, timer: undefined, running: undefined };
+      this.#latestState.set(stream, st);
+    }
+    st.next = { dir, saved, seq };
+    if (st.timer || st.running) return;
+    const state = st;
+    const wait = Math.max(0, st.last + LATEST_INTERVAL_MS - Date.now());
+    if (wait === 0) {
+      this.#runLatest(stream, state);
+      return;
+    }
+    st.timer = setTimeout(() => {
+      state.timer = undefined;
+      this.#runLatest(stream, state);
+    }, wait);
+  }
+
+  #runLatest(stream: string, st: LatestState): void {
+    const n = st.next;
+    if (!n) return;
+    st.next = undefined;
+    st.last = Date.now();
+    st.running = this.#track(this.#updateLatest(n.dir, n.saved, stream, n.seq)).finally(() => {
+      st.running = undefined;
+      if (st.next && !this.#closing) this.#scheduleLatest(st.next.dir, st.next.saved, stream, st.next.seq);
+    });
+  }
+
+  /** Points `latest.jpg` at the frame just saved: link (or copy) to a temporary name, then rename. */
+  async #updateLatest(dir: string, saved: string, stream: string, seq: number): Promise<void> {
+    const tmp = join(dir, `${TEMP_PREFIX}${this.#tmpTag}-${(++this.#tmpCounter).toString(36)}`);
+    const latest = join(dir, LATEST_FILE);
+    try {
+      try {
+        await link(saved, tmp);
+      } catch {
+        // File systems without hard links (FAT, some network shares): copy instead.
+        await copyFile(saved, tmp, fsConstants.COPYFILE_EXCL);
+      }
+      await rename(tmp, latest);
+    } catch (err) {
+      await this.#removeTemp(tmp, stream, seq);
+      this.#onError?.(writeFailed(`cannot update ${latest}`, err, { stream, seq }));
+    }
   }
 
   /**
@@ -372,6 +457,13 @@ export class FolderSink implements Sink {
   }
 
   async #close(): Promise<void> {
+    // Bring latest.jpg up to the last frame before closing.
+    for (const [stream, st] of this.#latestState) {
+      if (st.timer) clearTimeout(st.timer);
+      st.timer = undefined;
+      await st.running;
+      if (st.next) this.#runLatest(stream, st);
+    }
     await Promise.allSettled([...this.#inFlight]);
     const files: { path: string; close(): Promise<void> }[] = [];
     for (const r of await Promise.allSettled([...this.#streams.values()])) {

@@ -1,4 +1,14 @@
 /** Sources: AsyncIterable<Frame> producers that a sender session consumes. */
+
+export {
+  FfmpegSource,
+  type FfmpegSourceOptions,
+  ffmpegArgs,
+  ffmpegSource,
+  findFfmpeg,
+  isFfmpegInput,
+  parseFfmpegInput,
+} from './ffmpeg.js';
 export {
   contentTypeOf,
   DEFAULT_EXTENSIONS,
@@ -8,3 +18,4 @@ export {
   naturalCompare,
   type OpenedFolderSource,
 } from './folder.js';
+export { jpegSize, MpjpegSplitter } from './mpjpeg.js';

@@ -1,6 +1,7 @@
 /** The transport registry: one Transport per URL scheme. */
 import { FramewireError } from '../errors.js';
 import { tcpTransport } from './tcp.js';
+import { tlsTransport } from './tls.js';
 import type { Transport } from './types.js';
 
 const registry = new Map<string, Transport>();
@@ -10,6 +11,7 @@ export function registerTransport(t: Transport): void {
 }
 
 registerTransport(tcpTransport);
+registerTransport(tlsTransport);
 
 export function knownSchemes(): string[] {
   return [...registry.keys()];
@@ -20,11 +22,20 @@ export function transportFor(url: URL): Transport {
   const t = registry.get(scheme);
   if (!t) {
     throw new FramewireError('ERR_UNSUPPORTED_SCHEME', `no transport for scheme "${scheme}"`, {
-      hint: `use one of: ${knownSchemes().map((s) => `${s}://`).join(', ')}`,
+      hint: `use one of: ${knownSchemes()
+        .map((s) => `${s}://`)
+        .join(', ')}`,
     });
   }
   return t;
 }
 
-export type { Connection, Listener, Transport, TransportOptions } from './types.js';
+export type {
+  Connection,
+  Listener,
+  TlsClientOptions,
+  TlsServerOptions,
+  Transport,
+  TransportOptions,
+} from './types.js';
 export { DEFAULT_PORT, hostOf, parseEndpoint, portOf } from './url.js';

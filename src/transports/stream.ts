@@ -18,12 +18,12 @@ export class StreamConnection extends EventEmitter implements Connection {
   private closeError: FramewireError | undefined;
   private done = false;
 
-  constructor(socket: Socket, limits: Limits) {
+  constructor(socket: Socket, limits: Limits, verifyCrc = true) {
     super();
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
-    this.decoder = new Decoder((msg: Message) => this.emit('message', msg), limits);
+    this.decoder = new Decoder((msg: Message) => this.emit('message', msg), limits, { verifyCrc });
     socket.on('data', (chunk: Buffer) => {
       if (this.done) return;
       try {
@@ -92,10 +92,15 @@ export class StreamConnection extends EventEmitter implements Connection {
   private failWith(err: FramewireError): void {
     this.closeError ??= err;
     this.done = true;
-    this.socket.pause();
+    // Keep reading (the data handler drops everything now): a paused socket never sees the peer's FIN or
+    // RST behind unread bytes, and would hold the connection, and its slot under maxConnectionsPerAddress,
+    // for the whole grace period after the peer went.
+    this.socket.resume();
     try {
       this.socket.end(
-        Buffer.concat(encodeControl(MessageType.ERROR, { code: err.code, message: err.message, fatal: true })),
+        Buffer.concat(
+          encodeControl(MessageType.ERROR, { code: err.code, message: err.message, fatal: true }),
+        ),
       );
     } catch {
       this.socket.destroy();

@@ -36,7 +36,10 @@ export function connectSocket(
     const timer = setTimeout(() => {
       socket.destroy();
       reject(
-        new FramewireError('ERR_UNREACHABLE', `no answer from ${target} within ${options.connectTimeoutMs} ms`),
+        new FramewireError(
+          'ERR_UNREACHABLE',
+          `no answer from ${target} within ${options.connectTimeoutMs} ms`,
+        ),
       );
     }, options.connectTimeoutMs);
     socket.once('error', (err: NodeJS.ErrnoException) => {
@@ -57,10 +60,17 @@ export function listenServer(server: net.Server, url: URL, scheme: string): Prom
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       reject(
-        new FramewireError('ERR_LISTEN_FAILED', `cannot listen on ${scheme}://${host}:${port}: ${err.code ?? err.message}`, {
-          hint: err.code === 'EADDRINUSE' ? 'another program uses this port; pick another with --listen' : undefined,
-          cause: err,
-        }),
+        new FramewireError(
+          'ERR_LISTEN_FAILED',
+          `cannot listen on ${scheme}://${host}:${port}: ${err.code ?? err.message}`,
+          {
+            hint:
+              err.code === 'EADDRINUSE'
+                ? 'another program uses this port; pick another with --listen'
+                : undefined,
+            cause: err,
+          },
+        ),
       );
     });
     server.listen(port, host, () => {
@@ -94,7 +104,9 @@ export const tcpTransport: Transport = {
     return new StreamConnection(socket, options.limits);
   },
   listen(url: URL, options: TransportOptions, onConnection: (conn: Connection) => void): Promise<Listener> {
-    const server = net.createServer((socket) => onConnection(new StreamConnection(socket, options.limits)));
+    const server = net.createServer((socket) =>
+      onConnection(new StreamConnection(socket, options.limits, options.verifyCrc ?? true)),
+    );
     return listenServer(server, url, 'tcp');
   },
 };

@@ -7,12 +7,27 @@ import type { FramewireError } from '../errors.js';
 import type { Limits } from '../protocol/constants.js';
 import type { Encoded, Message } from '../protocol/messages.js';
 
+/**
+ * Delivery class of one message. Default: reliable (exactly once, in order with the other reliable
+ * messages). Live: delivered whole by its deadline or not at all, never holding back a newer message.
+ */
+export interface SendOptions {
+  live?: boolean;
+  /** Latency budget of a live message (ms). */
+  deadlineMs?: number;
+  /** Called once if the transport gives a live message up (too late, or dropped by the receiver). */
+  onDrop?: () => void;
+}
+
 /** A connected peer that carries whole messages. Events: 'message', 'drain', 'close'. */
 export interface Connection extends EventEmitter {
   /** "host:port" of the peer, for logs and the messages file. */
   readonly remote: string;
-  /** Writes one message; returns false when the caller should wait for 'drain' before writing more. */
-  send(parts: Encoded): boolean;
+  /**
+   * Writes one message; returns false when the caller should wait for 'drain' before writing more.
+   * `opts` gives the message's delivery class; transports over a byte stream (TCP, TLS) ignore it.
+   */
+  send(parts: Encoded, opts?: SendOptions): boolean;
   /** True while writes are being buffered beyond the high-water mark. */
   readonly congested: boolean;
   /** Stops delivering messages (and reading from the network) until resume(). */
@@ -37,10 +52,34 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+/** TLS material for a receiver's tls:// endpoints (PEM text or Buffers). */
+export interface TlsServerOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** Trusted CAs for client certificates; with `requestCert`, senders must present one signed by them. */
+  ca?: string | Buffer;
+  requestCert?: boolean;
+}
+
+/** TLS options of a sender for tls:// URLs. The receiver's certificate is always verified. */
+export interface TlsClientOptions {
+  /** CA certificate(s) to trust besides the system's (e.g. the receiver's self-signed certificate). */
+  ca?: string | Buffer;
+  /** Client certificate and key, when the receiver asks for one. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Name to verify the certificate against, when it differs from the URL's host. */
+  servername?: string;
+}
+
 export interface TransportOptions {
   limits: Limits;
   /** Milliseconds to wait for the connection to open. */
   connectTimeoutMs: number;
+  tlsServer?: TlsServerOptions | undefined;
+  /** Receivers: check frame CRCs in the decoder (default true). */
+  verifyCrc?: boolean | undefined;
+  tlsClient?: TlsClientOptions | undefined;
 }
 
 export interface Transport {

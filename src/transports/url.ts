@@ -6,7 +6,8 @@ export const DEFAULT_PORT = 7070;
 /** Parses an endpoint. A bare `host:port` or `:port` means tcp. */
 export function parseEndpoint(text: string, knownSchemes: readonly string[]): URL {
   let input = text.trim();
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(input)) input = `tcp://${input.startsWith(':') ? `0.0.0.0${input}` : input}`;
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(input))
+    input = `tcp://${input.startsWith(':') ? `0.0.0.0${input}` : input}`;
   let url: URL;
   try {
     url = new URL(input);
@@ -22,7 +23,9 @@ export function parseEndpoint(text: string, knownSchemes: readonly string[]): UR
     });
   }
   if (!url.hostname) {
-    throw new FramewireError('ERR_BAD_URL', `"${text}" names no host`, { hint: 'write it like tcp://127.0.0.1:7070' });
+    throw new FramewireError('ERR_BAD_URL', `"${text}" names no host`, {
+      hint: 'write it like tcp://127.0.0.1:7070',
+    });
   }
   return url;
 }

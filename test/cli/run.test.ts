@@ -142,7 +142,7 @@ test('serve, send and msg: a folder arrives byte-identical and a message is prin
     printed.slice(1).map((p) => p.json),
     [{ a: 1 }, [0, 0, 0, 1]],
   );
-  const files = (await readdir(join(out, 'cam0'))).filter((n) => n !== 'index.jsonl');
+  const files = (await readdir(join(out, 'cam0'))).filter((n) => n !== 'index.jsonl' && n !== 'latest.jpg');
   assert.equal(files.length, 25);
   for (let i = 0; i < 25; i++) assert.ok((await readFile(join(out, 'cam0', `${i}.png`))).equals(payload(i, 4000 + i)));
   const saved = (await readFile(join(out, 'messages.jsonl'), 'utf8')).trim().split('\n');
@@ -163,7 +163,7 @@ test('a file name the receiver refuses: the sender prints the error and exits 1'
   assert.match(send.err(), /ERR_UNSAFE_NAME: receiver: file name "bad\|name.jpg" is refused/);
   assert.match(send.err(), /1 frame\(s\) refused/);
   await srv.stop();
-  assert.deepEqual((await readdir(join(out, 'cam0'))).sort(), ['0.jpg', 'index.jsonl']);
+  assert.deepEqual((await readdir(join(out, 'cam0'))).sort(), ['0.jpg', 'index.jsonl', 'latest.jpg']);
 });
 
 test('serve on a port in use: ERR_LISTEN_FAILED with a hint, exit 1', async () => {
@@ -179,4 +179,27 @@ test('msg with invalid JSON fails before connecting (exit 1, ERR_BAD_JSON)', asy
   const io = capture();
   assert.equal(await run(['msg', '--to', 'tcp://127.0.0.1:1', '{nope'], io), 1);
   assert.match(io.err(), /ERR_BAD_JSON/);
+});
+
+test('--token on both sides (or FRAMEWIRE_TOKEN); a wrong one is ERR_AUTH, exit 1', async () => {
+  const src = join(root, 'tok');
+  await mkdir(src);
+  await writeFile(join(src, '0.jpg'), payload(0, 100));
+  const port = await freePort();
+  const srv = await serve(['--listen', `tcp://127.0.0.1:${port}`, '--token', 's3cret']);
+  const bad = capture();
+  assert.equal(await run(['send', src, '--to', `tcp://127.0.0.1:${port}`, '--token', 'nope'], bad), 1);
+  assert.match(bad.err(), /^framewire: ERR_AUTH: wrong token/);
+  assert.match(bad.err(), /hint: give both sides the same --token/);
+  const saved = process.env.FRAMEWIRE_TOKEN;
+  process.env.FRAMEWIRE_TOKEN = 's3cret';
+  try {
+    const good = capture();
+    assert.equal(await run(['send', src, '--to', `tcp://127.0.0.1:${port}`, '--stream', 'tok'], good), 0);
+  } finally {
+    if (saved === undefined) delete process.env.FRAMEWIRE_TOKEN;
+    else process.env.FRAMEWIRE_TOKEN = saved;
+  }
+  await srv.stop();
+  assert.match(srv.io.err(), /ERR_AUTH/);
 });

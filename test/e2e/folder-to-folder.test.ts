@@ -29,7 +29,7 @@ async function makeFolder(name: string, count: number, size: (i: number) => numb
 
 async function assertSameFolder(src: string, dst: string): Promise<void> {
   const want = (await readdir(src)).sort();
-  const got = (await readdir(dst)).filter((n) => n !== 'index.jsonl').sort();
+  const got = (await readdir(dst)).filter((n) => n !== 'index.jsonl' && n !== 'latest.jpg').sort();
   assert.deepEqual(got, want, 'the received folder holds exactly the sent files');
   for (const n of want) {
     const [a, b] = await Promise.all([readFile(join(src, n)), readFile(join(dst, n))]);
@@ -193,7 +193,12 @@ test('a frame with an unsafe name is refused with ERR_UNSAFE_NAME; nothing is wr
     ],
   );
   assert.equal(serverRefusals.length, 2);
-  assert.deepEqual((await readdir(join(out, 'cam0'))).sort(), ['index.jsonl', 'ok-0.jpg', 'ok-1.jpg']);
+  assert.deepEqual((await readdir(join(out, 'cam0'))).sort(), [
+    'index.jsonl',
+    'latest.jpg',
+    'ok-0.jpg',
+    'ok-1.jpg',
+  ]);
   assert.deepEqual((await readdir(root)).includes('escape.jpg'), false);
   assert.deepEqual(await indexSeqs(join(out, 'cam0')), [0, 3]);
 });
@@ -235,5 +240,5 @@ test('a receiver that appears while the sender retries gets every frame', async 
   for (let i = 0; i < 20; i++) await st.send({ data: payload(i, 1000), name: `${i}.jpg` });
   assert.equal((await client.close()).framesAcked, 20);
   await server.close();
-  assert.equal((await readdir(join(out, 'late'))).length, 21);
+  assert.equal((await readdir(join(out, 'late'))).length, 22); // 20 frames, index.jsonl, latest.jpg
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FramewireError } from '../../src/errors.js';
-import { HEADER_BYTES, MESSAGE_CHANNEL, MessageType } from '../../src/protocol/constants.js';
+import { Flags, HEADER_BYTES, MESSAGE_CHANNEL, MessageType } from '../../src/protocol/constants.js';
 import { Decoder } from '../../src/protocol/decoder.js';
 import { encodeFrame, type Message, toBytes } from '../../src/protocol/messages.js';
 import {
@@ -78,6 +78,7 @@ const SAMPLES: ReadonlyArray<readonly [string, Case]> = [
       fatal: false,
     }),
   ],
+  ['AUTH', controlCase(MessageType.AUTH, { nonce: 'ab'.repeat(32), proof: 'cd'.repeat(32) })],
   ['BYE', controlCase(MessageType.BYE, { reason: 'sender finished' })],
   [
     'FRAME application/octet-stream',
@@ -157,7 +158,7 @@ const SAMPLES: ReadonlyArray<readonly [string, Case]> = [
       captureUs: 4,
       contentType: 'image/jpeg',
       payload: pattern(3),
-      flags: 0xff,
+      flags: 0xff & ~Flags.NO_CRC,
     }),
   ],
   ['MESSAGE without frame reference', messageCase(0, '{"cmd":"start"}')],

@@ -9,6 +9,7 @@ import { type ErrorCode, FramewireError } from '../../src/errors.js';
 import {
   CONTENT_TYPES,
   type Limits,
+  Flags,
   MAX_STREAM_ID,
   MESSAGE_CHANNEL,
   MessageType,
@@ -41,6 +42,7 @@ export type ControlType =
   | typeof MessageType.WELCOME
   | typeof MessageType.OPEN
   | typeof MessageType.OPENED
+  | typeof MessageType.AUTH
   | typeof MessageType.ERROR
   | typeof MessageType.BYE;
 
@@ -213,6 +215,9 @@ const controlArb: fc.Arbitrary<Case> = fc.oneof(
   streamDecl.map((b) => controlCase(MessageType.OPEN, b)),
   resumePoint.map((b) => controlCase(MessageType.OPENED, b)),
   errorArb.map((b) => controlCase(MessageType.ERROR, b)),
+  fc
+    .record({ nonce: fc.stringMatching(/^[0-9a-f]{64}$/), proof: fc.stringMatching(/^[0-9a-f]{64}$/) })
+    .map((b) => controlCase(MessageType.AUTH, b)),
   fc.record({ reason: anyText(30) }).map((b) => controlCase(MessageType.BYE, b)),
 );
 
@@ -229,7 +234,8 @@ export const frameFieldsArb = (maxPayload = 300): fc.Arbitrary<FrameFields> =>
       name: text(12),
       metaJson: fc.option(fc.json({ maxDepth: 2 }), { nil: undefined }),
       payload: fc.uint8Array({ maxLength: maxPayload, size: 'max' }).map((a) => Buffer.from(a)),
-      flags: u8,
+      // Any flags but NO_CRC: a decoder that verifies CRCs (the default) refuses frames without one.
+      flags: u8.map((x) => x & ~Flags.NO_CRC),
     })
     .map((f) => f as FrameFields);
 

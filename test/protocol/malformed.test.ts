@@ -118,7 +118,7 @@ describe('malformed input: header', () => {
   });
 
   it('rejects an unknown message type from the header alone', () => {
-    for (const t of [0x00, 0x05, 0x13, 0x21, 0x32, 0x40, 0xff]) {
+    for (const t of [0x00, 0x06, 0x13, 0x21, 0x32, 0x40, 0xff]) {
       failsAt([handMade(t, Buffer.alloc(0)).subarray(0, 12)], 'ERR_UNKNOWN_TYPE');
     }
   });

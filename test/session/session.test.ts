@@ -299,3 +299,30 @@ test('messages are acknowledged, deduplicated and keep their frame reference acr
   await server.close();
   assert.deepEqual(got, [...Array(50).keys()].map((i) => ({ i })));
 });
+
+test('verifyCrc: false — senders skip the CRC; a verifying receiver refuses frames without one', async () => {
+  const lax = await createServer({ listen: 'tcp://127.0.0.1:0', verifyCrc: false });
+  const got: ReceivedFrame[] = [];
+  lax.on('frame', (f) => got.push(f));
+  const client = await connect(`tcp://127.0.0.1:${lax.port}`);
+  const st = client.stream('nocrc');
+  for (let i = 0; i < 5; i++) await st.send({ data: payload(i, 5000) });
+  await client.close();
+  await lax.close();
+  assert.equal(got.length, 5);
+  assert.ok(got.every((f, i) => f.crc === 0 && f.data.equals(payload(i, 5000))));
+
+  const strict = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const p = await rawPeer(strict.port);
+  p.sock.write(hello([{ id: 0, name: 'x', kind: 'other', mode: 'reliable', epoch: 'e1' }]));
+  await waitFor(() => p.got.some((m) => m.type === MessageType.WELCOME), 10_000, 'welcome');
+  const { Flags } = await import('../../src/protocol/constants.js');
+  p.sock.write(
+    toBytes(
+      encodeFrame({ streamId: 0, seq: 0, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('x'), flags: Flags.NO_CRC }),
+    ),
+  );
+  await waitFor(() => p.isClosed(), 10_000, 'close');
+  assert.ok(p.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_BAD_HEADER'));
+  await strict.close();
+});

@@ -82,8 +82,9 @@ async function lines(path: string): Promise<unknown[]> {
     .map((l) => JSON.parse(l) as unknown);
 }
 
+/** The files of a folder, sorted; without latest.jpg (test/sinks/folder-latest.test.ts covers it). */
 async function listing(dir: string): Promise<string[]> {
-  return (await readdir(dir)).sort();
+  return (await readdir(dir)).filter((n) => n !== 'latest.jpg').sort();
 }
 
 /** Open file descriptors of this process, where the platform shows them (Linux); else undefined. */

@@ -1,0 +1,79 @@
+/** tls:// — protocol v1 over TLS (node:tls). The sender always verifies the receiver's certificate. */
+import tls from 'node:tls';
+import { FramewireError } from '../errors.js';
+import { StreamConnection } from './stream.js';
+import { connectSocket, listenServer } from './tcp.js';
+import type { Connection, Listener, Transport, TransportOptions } from './types.js';
+import { hostOf, portOf } from './url.js';
+
+function tlsError(err: NodeJS.ErrnoException, target: string): FramewireError | undefined {
+  const code = err.code ?? '';
+  if (
+    code.startsWith('ERR_TLS') ||
+    code.includes('CERT') ||
+    code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+    /certificate|SSL|TLS/i.test(err.message)
+  ) {
+    return new FramewireError('ERR_TLS', `TLS with ${target} failed: ${err.message} (${code || 'no code'})`, {
+      hint: 'give the receiver certificate or its CA with --ca, and connect by the name in the certificate',
+      cause: err,
+    });
+  }
+  return undefined;
+}
+
+export const tlsTransport: Transport = {
+  schemes: ['tls'],
+  async connect(url: URL, options: TransportOptions): Promise<Connection> {
+    const host = hostOf(url);
+    const port = portOf(url);
+    const target = `tls://${host}:${port}`;
+    const t = options.tlsClient ?? {};
+    try {
+      const socket = await connectSocket(
+        () =>
+          tls.connect({
+            host,
+            port,
+            ...(t.ca ? { ca: t.ca } : {}),
+            ...(t.cert ? { cert: t.cert } : {}),
+            ...(t.key ? { key: t.key } : {}),
+            servername: t.servername ?? (/^[\d.:]+$/.test(host) ? undefined : host),
+            rejectUnauthorized: true,
+            minVersion: 'TLSv1.2',
+          }),
+        target,
+        options,
+        'secureConnect',
+      );
+      return new StreamConnection(socket, options.limits);
+    } catch (err) {
+      const cause = (err as FramewireError).cause as NodeJS.ErrnoException | undefined;
+      throw (cause && tlsError(cause, target)) ?? err;
+    }
+  },
+  listen(url: URL, options: TransportOptions, onConnection: (conn: Connection) => void): Promise<Listener> {
+    const t = options.tlsServer;
+    if (!t?.cert || !t.key) {
+      return Promise.reject(
+        new FramewireError('ERR_BAD_OPTION', `${url.href} needs a certificate and a key`, {
+          hint: 'give --cert FILE and --key FILE (PEM)',
+        }),
+      );
+    }
+    const server = tls.createServer(
+      {
+        cert: t.cert,
+        key: t.key,
+        ...(t.ca ? { ca: t.ca } : {}),
+        requestCert: !!t.requestCert,
+        rejectUnauthorized: !!t.requestCert,
+        minVersion: 'TLSv1.2',
+      },
+      (socket) => onConnection(new StreamConnection(socket, options.limits, options.verifyCrc ?? true)),
+    );
+    // A failed TLS handshake (wrong CA, plain TCP client) must not reach the process: log-free drop.
+    server.on('tlsClientError', () => {});
+    return listenServer(server, url, 'tls');
+  },
+};
