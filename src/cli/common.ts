@@ -1,6 +1,7 @@
 /** What the CLI commands share: I/O, exit codes, error printing and option parsers. */
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { InvalidArgumentError, Option } from 'commander';
 import { FramewireError } from '../index.js';
 
@@ -131,4 +132,49 @@ export function readPem(option: string, file: string | undefined): Buffer | unde
       },
     );
   }
+}
+
+/** Checks the JSON argument of `msg` before connecting, so that a typo fails at once. */
+export function checkJsonArgument(json: string | undefined, example: string): void {
+  if (json === undefined) return;
+  try {
+    JSON.parse(json);
+  } catch (err) {
+    throw new FramewireError('ERR_BAD_JSON', `the message is not valid JSON: ${(err as Error).message}`, {
+      hint: `quote it for the shell, e.g. framewire msg --to URL '${example}'`,
+    });
+  }
+}
+
+/**
+ * Sends one message per line of `input` (blank lines skipped). A line that is not valid JSON, or too
+ * large, is reported on `stderr` and skipped; other errors end the loop. Resolves to the count sent.
+ */
+export async function sendJsonLines(
+  input: NodeJS.ReadableStream,
+  send: (text: string) => Promise<unknown>,
+  stderr: NodeJS.WritableStream,
+): Promise<number> {
+  const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  let lineNo = 0;
+  let n = 0;
+  for await (const l of rl) {
+    lineNo++;
+    const text = l.trim();
+    if (text === '') continue;
+    try {
+      await send(text);
+      n++;
+    } catch (err) {
+      if (
+        err instanceof FramewireError &&
+        (err.code === 'ERR_BAD_JSON' || err.code === 'ERR_MESSAGE_TOO_LARGE')
+      ) {
+        line(stderr, `framewire: line ${lineNo}: ${err.message} (skipped)`);
+        continue;
+      }
+      throw err;
+    }
+  }
+  return n;
 }

@@ -1,16 +1,17 @@
 /** `framewire msg`: send JSON messages. */
-import { createInterface } from 'node:readline';
 import { type Command, Option } from 'commander';
 import { legacyMsgCommand, legacySchemeOf } from '../compat/cli.js';
 import { connect, FramewireError } from '../index.js';
 import {
-  clientSecurity,
   type CommandContext,
   type CommonNet,
+  checkJsonArgument,
+  clientSecurity,
   EXIT,
   line,
   parsePositive,
   reportError,
+  sendJsonLines,
   tokenOption,
   UsageError,
 } from './common.js';
@@ -29,7 +30,10 @@ export function registerMsg(program: Command, ctx: CommandContext): void {
         .default(30),
     )
     .addOption(tokenOption())
-    .option('--ca <file>', "tls://: trust this CA or self-signed certificate (PEM) for the receiver's certificate")
+    .option(
+      '--ca <file>',
+      "tls://: trust this CA or self-signed certificate (PEM) for the receiver's certificate",
+    )
     .option('-q, --quiet', 'print only errors')
     .action(async (json: string | undefined, opts) => {
       // legacy-json://: the seed programs' message port (src/compat).
@@ -57,40 +61,25 @@ async function msgCommand(
     ref = { stream: m[1]!, seq: Number(m[2]) };
   }
   // Check the argument before connecting, so a typo fails at once.
-  if (json !== undefined) {
-    try {
-      JSON.parse(json);
-    } catch (err) {
-      throw new FramewireError('ERR_BAD_JSON', `the message is not valid JSON: ${(err as Error).message}`, {
-        hint: `quote it for the shell, e.g. framewire msg --to URL '{"detections":[[10,20,30,40]]}'`,
-      });
-    }
-  }
+  checkJsonArgument(json, '{"detections":[[10,20,30,40]]}');
   let client: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    client = await connect(opts.to, { retryForMs: opts.retryFor * 1000, signal: io.signal, ...clientSecurity(opts) });
+    client = await connect(opts.to, {
+      retryForMs: opts.retryFor * 1000,
+      signal: io.signal,
+      ...clientSecurity(opts),
+    });
     let n = 0;
     if (json !== undefined) {
       await client.message(json, { raw: true, ...(ref ? { ref } : {}) });
       n = 1;
     } else {
-      const rl = createInterface({ input: io.stdin, crlfDelay: Infinity });
-      let lineNo = 0;
-      for await (const l of rl) {
-        lineNo++;
-        const text = l.trim();
-        if (text === '') continue;
-        try {
-          await client.message(text, { raw: true, ...(ref ? { ref } : {}) });
-          n++;
-        } catch (err) {
-          if (err instanceof FramewireError && err.code === 'ERR_BAD_JSON') {
-            line(io.stderr, `framewire: line ${lineNo}: ${err.message} (skipped)`);
-            continue;
-          }
-          throw err;
-        }
-      }
+      const c = client;
+      n = await sendJsonLines(
+        io.stdin,
+        (text) => c.message(text, { raw: true, ...(ref ? { ref } : {}) }),
+        io.stderr,
+      );
     }
     await client.close();
     if (!opts.quiet) line(io.stderr, `sent ${n} message${n === 1 ? '' : 's'} to ${opts.to}`);

@@ -138,7 +138,9 @@ async function serveCommand(
       ),
     );
     server.on('frame', (f) => counts.set(f.stream.name, (counts.get(f.stream.name) ?? 0) + 1));
-    server.on('frame-error', (e) => log(`${e.code === 'ERR_UNSAFE_NAME' ? 'refused' : 'dropped'}: ${e.message}`));
+    server.on('frame-error', (e) =>
+      log(`${e.code === 'ERR_UNSAFE_NAME' ? 'refused' : 'dropped'}: ${e.message}`),
+    );
     server.on('warning', (e) => log(`warning: ${e.message}`));
     server.on('message', (m) => {
       line(

@@ -3,8 +3,14 @@
  * is a legacy-udp://, legacy-tcp:// or legacy-json:// URL. Imported by the CLI only (src/cli/send.ts and
  * msg.ts dispatch here), never by the library, so it may use the CLI's printing helpers.
  */
-import { createInterface } from 'node:readline';
-import { defaultStreamName, EXIT, line, reportError } from '../cli/common.js';
+import {
+  checkJsonArgument,
+  defaultStreamName,
+  EXIT,
+  line,
+  reportError,
+  sendJsonLines,
+} from '../cli/common.js';
 import { formatSummary, Progress } from '../cli/progress.js';
 import { FramewireError } from '../errors.js';
 import type { StreamKind } from '../protocol/constants.js';
@@ -170,41 +176,15 @@ export async function legacyMsgCommand(
         },
       );
     }
-    if (json !== undefined) {
-      try {
-        JSON.parse(json);
-      } catch (err) {
-        throw new FramewireError('ERR_BAD_JSON', `the message is not valid JSON: ${(err as Error).message}`, {
-          hint: `quote it for the shell, e.g. framewire msg --to URL '[0,0,0,1]'`,
-        });
-      }
-    }
+    checkJsonArgument(json, '[0,0,0,1]');
     client = await LegacyJsonClient.open(opts.to);
     let n = 0;
     if (json !== undefined) {
       await client.send(json, { raw: true });
       n = 1;
     } else if (io.stdin) {
-      const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-      let lineNo = 0;
-      for await (const l of rl) {
-        lineNo++;
-        const text = l.trim();
-        if (text === '') continue;
-        try {
-          await client.send(text, { raw: true });
-          n++;
-        } catch (err) {
-          if (
-            err instanceof FramewireError &&
-            (err.code === 'ERR_BAD_JSON' || err.code === 'ERR_MESSAGE_TOO_LARGE')
-          ) {
-            line(io.stderr, `framewire: line ${lineNo}: ${err.message} (skipped)`);
-            continue;
-          }
-          throw err;
-        }
-      }
+      const c = client;
+      n = await sendJsonLines(io.stdin, (text) => c.send(text, { raw: true }), io.stderr);
     }
     await client.close();
     if (!opts.quiet) line(io.stderr, `sent ${n} message${n === 1 ? '' : 's'} to ${client.target}`);

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { demoDetections } from '../../src/cli/demo.js';
 import { run } from '../../src/cli/run.js';
 import { extractBoxes } from '../../src/sinks/viewer.js';
+import { capture } from '../helpers/cli.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 let root: string;
@@ -16,20 +16,6 @@ before(async () => {
   ({ dir: root, cleanup } = await tempDir('fw-demo-'));
 });
 after(async () => cleanup());
-
-function capture() {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (d: Buffer) => {
-    o += d.toString();
-  });
-  err.on('data', (d: Buffer) => {
-    e += d.toString();
-  });
-  return { stdout: out, stderr: err, out: () => o, err: () => e };
-}
 
 interface ApiStream {
   name: string;

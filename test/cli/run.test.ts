@@ -2,10 +2,11 @@
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { run } from '../../src/cli/run.js';
 import { createServer } from '../../src/index.js';
+import { capture } from '../helpers/cli.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 let root: string;
@@ -14,20 +15,6 @@ before(async () => {
   ({ dir: root, cleanup } = await tempDir());
 });
 after(async () => cleanup());
-
-function capture() {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (d: Buffer) => {
-    o += d.toString();
-  });
-  err.on('data', (d: Buffer) => {
-    e += d.toString();
-  });
-  return { stdout: out, stderr: err, out: () => o, err: () => e };
-}
 
 async function freePort(): Promise<number> {
   const s = await createServer({ listen: 'tcp://127.0.0.1:0' });
@@ -115,13 +102,19 @@ test('serve, send and msg: a folder arrives byte-identical and a message is prin
   const srv = await serve(['--listen', `tcp://127.0.0.1:${port}`, '--out', out]);
   const send = capture();
   assert.equal(
-    await run(['send', src, '--to', `tcp://127.0.0.1:${port}`, '--stream', 'cam0', '--kind', 'infrared'], send),
+    await run(
+      ['send', src, '--to', `tcp://127.0.0.1:${port}`, '--stream', 'cam0', '--kind', 'infrared'],
+      send,
+    ),
     0,
   );
   assert.match(send.err(), /sent 25 frames/);
   const msg = capture();
   assert.equal(
-    await run(['msg', '--to', `tcp://127.0.0.1:${port}`, '--ref', 'cam0:3', '{"detections":[[10,20,30,40]]}'], msg),
+    await run(
+      ['msg', '--to', `tcp://127.0.0.1:${port}`, '--ref', 'cam0:3', '{"detections":[[10,20,30,40]]}'],
+      msg,
+    ),
     0,
   );
   const stdin = Readable.from(['{"a":1}\n', 'not json\n', '[0,0,0,1]\n']);
@@ -144,7 +137,8 @@ test('serve, send and msg: a folder arrives byte-identical and a message is prin
   );
   const files = (await readdir(join(out, 'cam0'))).filter((n) => n !== 'index.jsonl' && n !== 'latest.jpg');
   assert.equal(files.length, 25);
-  for (let i = 0; i < 25; i++) assert.ok((await readFile(join(out, 'cam0', `${i}.png`))).equals(payload(i, 4000 + i)));
+  for (let i = 0; i < 25; i++)
+    assert.ok((await readFile(join(out, 'cam0', `${i}.png`))).equals(payload(i, 4000 + i)));
   const saved = (await readFile(join(out, 'messages.jsonl'), 'utf8')).trim().split('\n');
   assert.equal(saved.length, 3);
   assert.match(srv.io.err(), /stream cam0 \(infrared, reliable\)/);

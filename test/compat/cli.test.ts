@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { run } from '../../src/cli/run.js';
+import { capture } from '../helpers/cli.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 import { fakeJpeg, PyUdp, seedSendChunked, seedTcpClient } from './peers.js';
 
@@ -14,20 +14,6 @@ before(async () => {
   ({ dir: root, cleanup } = await tempDir('fw-legacy-cli-'));
 });
 after(async () => cleanup());
-
-function capture() {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (d: Buffer) => {
-    o += d.toString();
-  });
-  err.on('data', (d: Buffer) => {
-    e += d.toString();
-  });
-  return { stdout: out, stderr: err, out: () => o, err: () => e };
-}
 
 async function serve(args: string[]) {
   const io = capture();

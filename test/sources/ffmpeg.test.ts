@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../../src/cli/run.js';
@@ -24,6 +23,7 @@ import {
   qualityToQscale,
 } from '../../src/sources/ffmpeg.js';
 import { jpegSize } from '../../src/sources/mpjpeg.js';
+import { capture } from '../helpers/cli.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const T = { timeout: 90_000 };
@@ -523,20 +523,6 @@ test('a source that gives no frame fails with ERR_SOURCE_STALLED and ffmpeg is k
 });
 
 // ---- the CLI -----------------------------------------------------------------------------------------
-
-function capture() {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (d: Buffer) => {
-    o += d.toString();
-  });
-  err.on('data', (d: Buffer) => {
-    e += d.toString();
-  });
-  return { stdout: out, stderr: err, out: () => o, err: () => e };
-}
 
 test('framewire send <video> --realtime paces the frames at the file rate and sends all 37', T, async () => {
   const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
