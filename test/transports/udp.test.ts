@@ -20,6 +20,7 @@ import { type UdpConnection, type UdpListener, udpTransport } from '../../src/tr
 import { parseByteSize, parseUdpOptions } from '../../src/transports/udp/options.js';
 import { Reassembler } from '../../src/transports/udp/reassembler.js';
 import { ReceiveWindow } from '../../src/transports/udp/receive-window.js';
+import { SendWindow } from '../../src/transports/udp/sender-window.js';
 import { payload, waitFor } from '../helpers/tmp.js';
 import { prng, startUdpProxy, type UdpProxy } from '../helpers/udp-proxy.js';
 import { transportContract } from './contract.js';
@@ -296,6 +297,58 @@ describe('udp datagram layer', () => {
     );
     ra.clear();
     assert.equal(budget.used, 0);
+  });
+
+  test('congestion: the window shrinks on a loss, once per round trip, and grows again with ACKs', () => {
+    const sent: Buffer[] = [];
+    const w = new SendWindow({
+      session: 1,
+      mtu: 1200,
+      rateBytesPerSec: 0,
+      peerRcvbuf: 8 * 1024 * 1024,
+      defaultLatencyMs: 120,
+      emit: (parts) => sent.push(Buffer.concat(parts)),
+      initialRttMs: 10,
+    });
+    let now = 1000;
+    w.enqueue([payload(1, 2_000_000)], undefined, now);
+    while (w.pump(now) === 0) now += 0.01;
+    const first = sent.length;
+    assert.ok(first > 10 && first < 2_000_000 / 1164, `the window holds back the rest (${first} sent)`);
+    const cwnd0 = w.stats().cwndBytes;
+    const ack = (cumulative: number) =>
+      w.onAck(
+        {
+          cumulative,
+          window: 1e9,
+          newest: cumulative - 1,
+          delayUs: 0,
+          drops: 0,
+          repairs: 0,
+          sack: [],
+          dropped: [],
+        },
+        now,
+      );
+    // Packet 3 lost: a NACK for it reduces the window, a second NACK in the same round trip does not.
+    now += 10;
+    w.onNack([[3, 4]], now);
+    const cwnd1 = w.stats().cwndBytes;
+    assert.ok(cwnd1 < cwnd0, `${cwnd1} < ${cwnd0}`);
+    assert.equal(w.stats().lossEvents, 1);
+    w.onNack([[5, 6]], now);
+    assert.equal(w.stats().cwndBytes, cwnd1, 'one reduction per round trip');
+    w.pump(now);
+    assert.equal(w.stats().retransmits, 2, 'both NACKed packets resent at once');
+    // Everything acknowledged, round after round: the window grows back past where it was.
+    let acked = sent.length - 2;
+    for (let round = 0; round < 40 && w.stats().cwndBytes <= cwnd0; round++) {
+      now += 10;
+      ack(acked);
+      while (w.pump(now) === 0) now += 0.01;
+      acked = new Set(sent.map((b) => D.decodeData(b)?.pkt ?? -1)).size - 1;
+    }
+    assert.ok(w.stats().cwndBytes > cwnd0, `the window grew back (${w.stats().cwndBytes} > ${cwnd0})`);
   });
 
   test('options: mtu bounds, sizes and rates', () => {
@@ -608,6 +661,56 @@ describe('udp transport specifics', () => {
       assert.equal(e.body.code, 'ERR_REASSEMBLY_LIMIT');
       assert.equal((listener as UdpListener).stats().reassemblyBytes, 0);
     } finally {
+      await listener.close();
+    }
+  });
+
+  test('the receiver reports its live drops and repairs to the sender', async () => {
+    let server: UdpConnection | undefined;
+    const listener = await udpTransport.listen(new URL('udp://127.0.0.1:0'), OPTS, (c) => {
+      server = c as UdpConnection;
+    });
+    const proxy = await startUdpProxy({ target: listener.port, up: {} });
+    try {
+      await withSeed(proxy, async () => {
+        const client = (await udpTransport.connect(
+          new URL(`udp://127.0.0.1:${proxy.port}`),
+          OPTS,
+        )) as UdpConnection;
+        await waitFor(() => server !== undefined, 5000, 'the server side');
+        proxy.up.loss = 0.1;
+        let given = 0;
+        for (let i = 0; i < 40; i++) {
+          // Budgets of 1 ms: most frames that lose a fragment cannot be repaired in time.
+          const budget = i % 2 === 0 ? 1 : 300;
+          client.send(
+            encodeFrame({
+              streamId: 0,
+              seq: i,
+              captureUs: 0,
+              contentType: 'raw',
+              payload: payload(i, 20_000),
+            }),
+            { live: true, deadlineMs: budget, onDrop: () => given++ },
+          );
+          await new Promise((r) => setTimeout(r, 15));
+        }
+        proxy.up.loss = 0;
+        await waitFor(
+          () => {
+            const tx = client.stats();
+            const rx = server!.stats();
+            return rx.repaired > 0 && tx.peerRepairs === rx.repaired && tx.peerDrops === rx.liveDropped;
+          },
+          10_000,
+          'the ACKs to carry the receiver counts',
+        );
+        assert.ok(given > 0, 'frames given up were called back');
+        assert.ok(client.stats().liveAbandoned >= given);
+        client.destroy();
+      });
+    } finally {
+      await proxy.close();
       await listener.close();
     }
   });

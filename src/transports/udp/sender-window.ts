@@ -490,6 +490,12 @@ export class SendWindow {
   }
 
   onAck(a: Ack, now: number): void {
+    // Drops first: the receiver counts a message it gave up as received, so that its cumulative ACK can
+    // pass it; read after the ranges, such a message would look delivered.
+    for (const d of a.dropped) {
+      const dm = this.liveBySeq.get(unwrap32(d, Math.max(0, this.nextLive - MAX_DROPPED_REPORTED)));
+      if (dm) this.abandon(dm, true);
+    }
     let cum = unwrap32(a.cumulative, this.cumAcked);
     if (cum > this.sentHigh) cum = this.sentHigh;
     let newly = 0;
@@ -512,10 +518,6 @@ export class SendWindow {
         const sample = now - m.at[i]! - a.delayUs / 1000;
         if (sample > 0) this.rttSample(sample);
       }
-    }
-    for (const d of a.dropped) {
-      const dm = this.liveBySeq.get(unwrap32(d, Math.max(0, this.nextLive - MAX_DROPPED_REPORTED)));
-      if (dm) this.abandon(dm, true);
     }
     this.s.peerDrops = a.drops;
     this.s.peerRepairs = a.repairs;
