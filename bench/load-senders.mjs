@@ -9,7 +9,9 @@ guard('load senders', cfg.deadlineMs);
 const fw = await import('../dist/index.js');
 const payloads = Array.from({ length: 8 }, () => randomBytes(cfg.size));
 const url = `tcp://127.0.0.1:${cfg.port}`;
-const clients = await Promise.all(Array.from({ length: cfg.senders }, () => fw.connect(url, { retryForMs: 20_000 })));
+const clients = await Promise.all(
+  Array.from({ length: cfg.senders }, () => fw.connect(url, { retryForMs: 20_000 })),
+);
 let sent = 0;
 const waits = [];
 const start = performance.now();
@@ -24,7 +26,10 @@ await Promise.all(
       const delay = due - performance.now();
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       const t = performance.now();
-      await st.send({ data: payloads[n % payloads.length], captureUs: Math.round((performance.timeOrigin + t) * 1000) });
+      await st.send({
+        data: payloads[n % payloads.length],
+        captureUs: Math.round((performance.timeOrigin + t) * 1000),
+      });
       waits.push(performance.now() - t);
       sent++;
       due += period;

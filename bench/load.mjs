@@ -20,7 +20,9 @@ const SLOW_MS = Number(process.env.LOAD_SLOW_MS ?? 2);
 const here = new URL('.', import.meta.url).pathname;
 
 function child(script, cfg) {
-  const p = fork(`${here}${script}`, [JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const p = fork(`${here}${script}`, [JSON.stringify(cfg)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const messages = [];
   const waiters = [];
   p.on('message', (m) => {
@@ -28,7 +30,9 @@ function child(script, cfg) {
     if (w >= 0) waiters.splice(w, 1)[0].resolve(m);
     else messages.push(m);
   });
-  const dead = new Promise((_, reject) => p.on('exit', (code) => reject(new Error(`${script} exited with ${code}`))));
+  const dead = new Promise((_, reject) =>
+    p.on('exit', (code) => reject(new Error(`${script} exited with ${code}`))),
+  );
   dead.catch(() => {});
   return {
     p,
@@ -44,7 +48,9 @@ function child(script, cfg) {
           waiters.push({ type: 'error', resolve: (m) => reject(new Error(m.message)) });
         }),
         dead,
-        new Promise((_, reject) => setTimeout(() => reject(new Error(`${script}: no ${type} in ${timeoutMs} ms`)), timeoutMs).unref()),
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`${script}: no ${type} in ${timeoutMs} ms`)), timeoutMs).unref(),
+        ),
       ]);
     },
     send: (m) => p.send(m),
@@ -90,7 +96,8 @@ for (const [name, secs, slow] of [
     const r = await scenario(name, secs, slow);
     results.push(r);
     process.stderr.write(`${int(r.got.unique)} frames\n`);
-    if (r.sent.acked !== r.got.unique || r.got.duplicates || r.got.outOfOrder || r.sent.acked !== r.sent.sent) failed = true;
+    if (r.sent.acked !== r.got.unique || r.got.duplicates || r.got.outOfOrder || r.sent.acked !== r.sent.sent)
+      failed = true;
   } catch (err) {
     failed = true;
     process.stderr.write(`FAILED: ${err.message}\n`);

@@ -77,7 +77,11 @@ async function startFramewire() {
   if (cfg.sink === 'folder') {
     sinks.push(await fw.FolderSink.open(cfg.folder));
   }
-  const server = await fw.createServer({ listen: 'tcp://127.0.0.1:0', sinks, verifyCrc: cfg.verifyCrc !== false });
+  const server = await fw.createServer({
+    listen: 'tcp://127.0.0.1:0',
+    sinks,
+    verifyCrc: cfg.verifyCrc !== false,
+  });
   server.on('frame', (f) => countFrame(f.data.length));
   server.on('warning', (err) => warnings.push(err.message));
   server.on('frame-error', (err) => warnings.push(err.message));

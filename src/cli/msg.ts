@@ -1,7 +1,7 @@
 /** `framewire msg`: send JSON messages. */
 import { type Command, Option } from 'commander';
 import { legacyMsgCommand, legacySchemeOf } from '../compat/cli.js';
-import { connect, FramewireError } from '../index.js';
+import { connect } from '../index.js';
 import {
   type CommandContext,
   type CommonNet,

@@ -190,7 +190,10 @@ export class ClientStream {
   /** @internal */ unsent = 0;
   /** The receiver's resume point at the last open: frames below it were already held. */
   resumedAt = 0;
-  /** @internal */ openWaiters: Array<{ resolve: (next: number) => void; reject: (e: FramewireError) => void }> = [];
+  /** @internal */ openWaiters: Array<{
+    resolve: (next: number) => void;
+    reject: (e: FramewireError) => void;
+  }> = [];
   private readonly client: FramewireClient;
 
   /** @internal */

@@ -98,9 +98,14 @@ test('2,000 reliable frames through two receiver SIGKILLs and proxy cuts: all on
   const src = await makeFolder('two-thousand', count, (i) => 1000 + ((i * 131) % 7000));
   const out = join(root, 'out2000');
   const port = await freePort();
-  let receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on')).child;
+  let receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on'))
+    .child;
   const proxy = await startCutProxy(port);
-  const client = await connect(`tcp://127.0.0.1:${proxy.port}`, { windowFrames: 64, maxBackoffMs: 200, retryForMs: 60_000 });
+  const client = await connect(`tcp://127.0.0.1:${proxy.port}`, {
+    windowFrames: 64,
+    maxBackoffMs: 200,
+    retryForMs: 60_000,
+  });
   let acked = 0;
   client.on('ack', (a) => {
     acked += a.frames;
@@ -117,7 +122,8 @@ test('2,000 reliable frames through two receiver SIGKILLs and proxy cuts: all on
       receiver.kill('SIGKILL');
       await exited(receiver);
       await new Promise((r) => setTimeout(r, 100));
-      receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on')).child;
+      receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on'))
+        .child;
     }
     await waitFor(() => acked >= 1300, 60_000, '1300 frames acked');
     proxy.cut();
@@ -139,9 +145,20 @@ test('a sender killed mid-transfer and restarted with --resume sends only what t
   const src = await makeFolder('resume', count, () => 20_000);
   const out = join(root, 'out-resume');
   const port = await freePort();
-  const receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on')).child;
+  const receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on'))
+    .child;
   try {
-    const args = ['send', src, '--to', `tcp://127.0.0.1:${port}`, '--stream', 'cam0', '--resume', '--fps', '200'];
+    const args = [
+      'send',
+      src,
+      '--to',
+      `tcp://127.0.0.1:${port}`,
+      '--stream',
+      'cam0',
+      '--resume',
+      '--fps',
+      '200',
+    ];
     const first = (await cli(args)).child;
     const dir = join(out, 'cam0');
     await waitFor(

@@ -7,9 +7,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { connect, createServer, type FramewireError } from '../../src/index.js';
 import { FolderSink } from '../../src/sinks/folder.js';
 import { folderSource } from '../../src/sources/folder.js';
-import { connect, createServer, type FramewireError } from '../../src/index.js';
 import { startCutProxy } from '../helpers/proxy.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -23,7 +23,8 @@ after(async () => cleanup());
 async function makeFolder(name: string, count: number, size: (i: number) => number): Promise<string> {
   const dir = join(root, name);
   await mkdir(dir, { recursive: true });
-  for (let i = 0; i < count; i++) await writeFile(join(dir, `${i}.jpg`), payload(i + name.length * 1000, size(i)));
+  for (let i = 0; i < count; i++)
+    await writeFile(join(dir, `${i}.jpg`), payload(i + name.length * 1000, size(i)));
   return dir;
 }
 
@@ -126,7 +127,11 @@ test('cut connections and a receiver killed (SIGKILL) and restarted: every frame
   const port = await freePort();
   let receiver = await startReceiver(port, out);
   const proxy = await startCutProxy(port);
-  const client = await connect(`tcp://127.0.0.1:${proxy.port}`, { windowFrames: 16, maxBackoffMs: 200, retryForMs: 60_000 });
+  const client = await connect(`tcp://127.0.0.1:${proxy.port}`, {
+    windowFrames: 16,
+    maxBackoffMs: 200,
+    retryForMs: 60_000,
+  });
   let reconnects = 0;
   client.on('connected', ({ reconnect }) => {
     if (reconnect) reconnects++;
@@ -218,12 +223,15 @@ test('a receiver that is not running: retries, then ERR_UNREACHABLE after retryF
   const { FramewireClient } = await import('../../src/session/client.js');
   const client = new FramewireClient(`tcp://127.0.0.1:${port}`, { retryForMs: 1200, maxBackoffMs: 200 });
   client.on('reconnecting', (r) => attempts.push(r.attempt));
-  await assert.rejects(client.connectLoop().then(() => client.close()), (err: FramewireError) => {
-    assert.equal(err.code, 'ERR_UNREACHABLE');
-    assert.match(err.message, /gave up on tcp:\/\/127\.0\.0\.1:\d+\/? after \d+ attempts/);
-    assert.match(err.message, /connection refused/);
-    return true;
-  });
+  await assert.rejects(
+    client.connectLoop().then(() => client.close()),
+    (err: FramewireError) => {
+      assert.equal(err.code, 'ERR_UNREACHABLE');
+      assert.match(err.message, /gave up on tcp:\/\/127\.0\.0\.1:\d+\/? after \d+ attempts/);
+      assert.match(err.message, /connection refused/);
+      return true;
+    },
+  );
   const elapsed = Date.now() - started;
   assert.ok(attempts.length >= 2, `retried ${attempts.length} times`);
   assert.ok(elapsed >= 1000 && elapsed < 15_000, `gave up after ${elapsed} ms`);
@@ -234,7 +242,10 @@ test('a receiver that appears while the sender retries gets every frame', async 
   const out = join(root, 'outlate');
   const pending = connect(`tcp://127.0.0.1:${port}`, { retryForMs: 30_000, maxBackoffMs: 200 });
   await new Promise((r) => setTimeout(r, 500));
-  const server = await createServer({ listen: `tcp://127.0.0.1:${port}`, sinks: [await FolderSink.open(out)] });
+  const server = await createServer({
+    listen: `tcp://127.0.0.1:${port}`,
+    sinks: [await FolderSink.open(out)],
+  });
   const client = await pending;
   const st = client.stream('late');
   for (let i = 0; i < 20; i++) await st.send({ data: payload(i, 1000), name: `${i}.jpg` });

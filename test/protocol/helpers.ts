@@ -8,8 +8,8 @@ import fc from 'fast-check';
 import { type ErrorCode, FramewireError } from '../../src/errors.js';
 import {
   CONTENT_TYPES,
-  type Limits,
   Flags,
+  type Limits,
   MAX_STREAM_ID,
   MESSAGE_CHANNEL,
   MessageType,

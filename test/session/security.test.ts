@@ -66,7 +66,9 @@ test('the same token on both sides: frames flow, and the token never crosses the
     up.on('error', () => {});
   });
   await new Promise<void>((r) => tap.listen(0, '127.0.0.1', r));
-  const client = await connect(`tcp://127.0.0.1:${(tap.address() as net.AddressInfo).port}`, { token: TOKEN });
+  const client = await connect(`tcp://127.0.0.1:${(tap.address() as net.AddressInfo).port}`, {
+    token: TOKEN,
+  });
   const st = client.stream('cam0');
   for (let i = 0; i < 10; i++) await st.send({ data: payload(i, 1000) });
   await client.close();
@@ -188,15 +190,22 @@ test('a tls:// endpoint without a certificate is a clear error', async () => {
 });
 
 test('connections beyond maxConnectionsPerAddress and maxConnections are refused with ERR_TOO_MANY_CONNECTIONS', async () => {
-  const server = await createServer({ listen: 'tcp://127.0.0.1:0', maxConnectionsPerAddress: 2, maxConnections: 3 });
+  const server = await createServer({
+    listen: 'tcp://127.0.0.1:0',
+    maxConnectionsPerAddress: 2,
+    maxConnections: 3,
+  });
   const a = await connect(`tcp://127.0.0.1:${server.port}`);
   const b = await connect(`tcp://127.0.0.1:${server.port}`);
   await waitFor(() => server.connections === 2, 5000, 'two connections');
-  await assert.rejects(connect(`tcp://127.0.0.1:${server.port}`, { retryForMs: 300 }), (err: FramewireError) => {
-    assert.equal(err.code, 'ERR_UNREACHABLE');
-    assert.match(err.message, /ERR_TOO_MANY_CONNECTIONS.*maxConnectionsPerAddress/);
-    return true;
-  });
+  await assert.rejects(
+    connect(`tcp://127.0.0.1:${server.port}`, { retryForMs: 300 }),
+    (err: FramewireError) => {
+      assert.equal(err.code, 'ERR_UNREACHABLE');
+      assert.match(err.message, /ERR_TOO_MANY_CONNECTIONS.*maxConnectionsPerAddress/);
+      return true;
+    },
+  );
   await a.close();
   const c = await connect(`tcp://127.0.0.1:${server.port}`, { retryForMs: 5000 });
   await b.close();
@@ -249,7 +258,9 @@ test('maxTotalPendingBytes bounds what all connections together hold; every fram
     ],
   });
   const clients = await Promise.all(
-    [0, 1, 2].map(() => connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 1000, windowBytes: 64 << 20 })),
+    [0, 1, 2].map(() =>
+      connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 1000, windowBytes: 64 << 20 }),
+    ),
   );
   await Promise.all(
     clients.map(async (c, i) => {
@@ -259,7 +270,10 @@ test('maxTotalPendingBytes bounds what all connections together hold; every fram
   );
   await new Promise((r) => setTimeout(r, 300));
   const held = (server as unknown as { pendingTotal: number }).pendingTotal;
-  assert.ok(held <= 200_000 + 3 * 300_000, `the receiver holds ${held} bytes, near its 200,000 limit, not 6 MB`);
+  assert.ok(
+    held <= 200_000 + 3 * 300_000,
+    `the receiver holds ${held} bytes, near its 200,000 limit, not 6 MB`,
+  );
   release();
   await Promise.all(clients.map((c) => c.close()));
   await server.close();

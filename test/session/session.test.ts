@@ -77,7 +77,10 @@ test('the receiver pauses reading when maxPendingBytes is exceeded and resumes a
       },
     ],
   });
-  const client = await connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 1000, windowBytes: 64 << 20 });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`, {
+    windowFrames: 1000,
+    windowBytes: 64 << 20,
+  });
   const st = client.stream('big');
   for (let i = 0; i < 100; i++) await st.send({ data: payload(i, 50_000) });
   await new Promise((r) => setTimeout(r, 300));
@@ -192,14 +195,26 @@ test('malformed bytes get a fatal ERROR with the code; the server goes on servin
   );
   header.writeUInt32BE(80_000_000, 8);
   big.sock.write(header);
-  await waitFor(() => big.got.some((m) => m.type === MessageType.ERROR) && big.isClosed(), 10_000, 'too-large');
+  await waitFor(
+    () => big.got.some((m) => m.type === MessageType.ERROR) && big.isClosed(),
+    10_000,
+    'too-large',
+  );
   const err = big.got.find((m) => m.type === MessageType.ERROR);
   assert.ok(err && err.type === MessageType.ERROR && err.body.code === 'ERR_FRAME_TOO_LARGE');
   assert.match(err.body.message, /frame of 80000000 bytes exceeds maxFrameBytes 67108864/);
   // A message before HELLO is a protocol error.
   const early = await rawPeer(server.port);
   early.sock.write(
-    toBytes(encodeFrame({ streamId: 0, seq: 0, captureUs: 0, contentType: 'image/jpeg', payload: Buffer.from('x') })),
+    toBytes(
+      encodeFrame({
+        streamId: 0,
+        seq: 0,
+        captureUs: 0,
+        contentType: 'image/jpeg',
+        payload: Buffer.from('x'),
+      }),
+    ),
   );
   await waitFor(() => early.isClosed(), 10_000, 'early close');
   assert.ok(early.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_PROTOCOL'));
@@ -212,7 +227,7 @@ test('malformed bytes get a fatal ERROR with the code; the server goes on servin
   assert.equal(frames.length, 1);
   assert.deepEqual(
     warnings.map((w) => w.code),
-    ["ERR_BAD_MAGIC", "ERR_UNSUPPORTED_VERSION", "ERR_UNKNOWN_TYPE", "ERR_PROTOCOL"],
+    ['ERR_BAD_MAGIC', 'ERR_UNSUPPORTED_VERSION', 'ERR_UNKNOWN_TYPE', 'ERR_PROTOCOL'],
   );
   await server.close();
 });
@@ -231,7 +246,9 @@ test('a reliable stream that skips a sequence number gets ERR_SEQUENCE_GAP', asy
   p.sock.write(hello([{ id: 3, name: 'gap', kind: 'other', mode: 'reliable', epoch: 'e1' }]));
   await waitFor(() => p.got.some((m) => m.type === MessageType.WELCOME), 10_000, 'welcome');
   const f = (seq: number) =>
-    toBytes(encodeFrame({ streamId: 3, seq, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('ab') }));
+    toBytes(
+      encodeFrame({ streamId: 3, seq, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('ab') }),
+    );
   p.sock.write(f(0));
   p.sock.write(f(2));
   await waitFor(() => p.isClosed(), 10_000, 'close');
@@ -247,7 +264,9 @@ test('a resent frame the receiver holds is acknowledged again, not stored twice'
   const p = await rawPeer(server.port);
   p.sock.write(hello([{ id: 0, name: 'dup', kind: 'other', mode: 'reliable', epoch: 'e1' }]));
   await waitFor(() => p.got.some((m) => m.type === MessageType.WELCOME), 10_000, 'welcome');
-  const f0 = toBytes(encodeFrame({ streamId: 0, seq: 0, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('a') }));
+  const f0 = toBytes(
+    encodeFrame({ streamId: 0, seq: 0, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('a') }),
+  );
   p.sock.write(f0);
   await waitFor(() => p.got.filter((m) => m.type === MessageType.ACK).length === 1, 10_000, 'first ack');
   p.sock.write(f0);
@@ -297,7 +316,10 @@ test('messages are acknowledged, deduplicated and keep their frame reference acr
   assert.equal(client.stats().messagesAcked, 50);
   await client.close();
   await server.close();
-  assert.deepEqual(got, [...Array(50).keys()].map((i) => ({ i })));
+  assert.deepEqual(
+    got,
+    [...Array(50).keys()].map((i) => ({ i })),
+  );
 });
 
 test('verifyCrc: false — senders skip the CRC; a verifying receiver refuses frames without one', async () => {
@@ -319,7 +341,14 @@ test('verifyCrc: false — senders skip the CRC; a verifying receiver refuses fr
   const { Flags } = await import('../../src/protocol/constants.js');
   p.sock.write(
     toBytes(
-      encodeFrame({ streamId: 0, seq: 0, captureUs: 1, contentType: 'image/jpeg', payload: Buffer.from('x'), flags: Flags.NO_CRC }),
+      encodeFrame({
+        streamId: 0,
+        seq: 0,
+        captureUs: 1,
+        contentType: 'image/jpeg',
+        payload: Buffer.from('x'),
+        flags: Flags.NO_CRC,
+      }),
     ),
   );
   await waitFor(() => p.isClosed(), 10_000, 'close');

@@ -97,7 +97,11 @@ test('a reader never sees a partial latest.jpg while frames keep coming', async 
   await reader;
   assert.ok(reads > 0);
   await sink.close();
-  assert.deepEqual(await readFile(join(out, 'cam', 'latest.jpg')), frame(59).data, 'close() brings it up to date');
+  assert.deepEqual(
+    await readFile(join(out, 'cam', 'latest.jpg')),
+    frame(59).data,
+    'close() brings it up to date',
+  );
 });
 
 test('latest: false keeps no latest.jpg; a failed update is reported, not fatal', async () => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { get, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -321,7 +321,9 @@ describe('HTTP endpoints', () => {
 
     // The folder sink keeps latest.jpg as the newest JPEG of each stream.
     await waitFor(
-      () => existsSync(join(r.dir, 'cam', 'latest.jpg')) && readFileSync(join(r.dir, 'cam', 'latest.jpg')).equals(last),
+      () =>
+        existsSync(join(r.dir, 'cam', 'latest.jpg')) &&
+        readFileSync(join(r.dir, 'cam', 'latest.jpg')).equals(last),
       20_000,
       'latest.jpg holding the last frame',
     );
