@@ -12,12 +12,16 @@ export interface CutProxy {
   retarget(port: number): void;
   /** Bytes forwarded client → target so far. */
   forwarded(): number;
+  /** Stops forwarding the target's bytes back to clients (a receiver that hangs), until thaw(). */
+  freeze(): void;
+  thaw(): void;
   close(): Promise<void>;
 }
 
 export async function startCutProxy(targetPort: number): Promise<CutProxy> {
   let target = targetPort;
   let bytes = 0;
+  let frozen = false;
   const pairs = new Set<[net.Socket, net.Socket]>();
   const server = net.createServer((client) => {
     const upstream = net.connect(target, '127.0.0.1');
@@ -34,6 +38,7 @@ export async function startCutProxy(targetPort: number): Promise<CutProxy> {
     });
     upstream.on('drain', () => client.resume());
     upstream.on('data', (d) => {
+      if (frozen) return;
       if (!client.write(d)) upstream.pause();
     });
     client.on('drain', () => upstream.resume());
@@ -57,6 +62,12 @@ export async function startCutProxy(targetPort: number): Promise<CutProxy> {
       target = p;
     },
     forwarded: () => bytes,
+    freeze() {
+      frozen = true;
+    },
+    thaw() {
+      frozen = false;
+    },
     close: () =>
       new Promise<void>((r) => {
         for (const [a, b] of pairs) {

@@ -355,3 +355,53 @@ test('verifyCrc: false — senders skip the CRC; a verifying receiver refuses fr
   assert.ok(p.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_BAD_HEADER'));
   await strict.close();
 });
+
+test('more streams than maxStreamsPerConnection: the extra one gets ERR_TOO_MANY_STREAMS, the rest go on', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', maxStreamsPerConnection: 2 });
+  let frames = 0;
+  server.on('frame', () => frames++);
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  const errs: FramewireError[] = [];
+  client.on('stream-error', (e) => errs.push(e));
+  const a = client.stream('a');
+  const b = client.stream('b');
+  const c = client.stream('c');
+  await a.send({ data: payload(0, 10) });
+  await b.send({ data: payload(1, 10) });
+  await c.send({ data: payload(2, 10) }).catch(() => {});
+  await waitFor(() => errs.length === 1, 10_000, 'stream-error');
+  assert.equal(errs[0]!.code, 'ERR_TOO_MANY_STREAMS');
+  assert.equal(errs[0]!.stream, 'c');
+  await assert.rejects(c.ready(), { code: 'ERR_TOO_MANY_STREAMS' });
+  await client.close();
+  await server.close();
+  assert.equal(frames, 2);
+});
+
+test('a connection silent for idleTimeoutMs is closed with ERR_PEER_TIMEOUT', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', idleTimeoutMs: 300 });
+  const p = await rawPeer(server.port);
+  p.sock.write(hello([]));
+  await waitFor(() => p.isClosed(), 10_000, 'idle close');
+  assert.ok(p.got.some((m) => m.type === MessageType.WELCOME));
+  assert.ok(p.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_PEER_TIMEOUT'));
+  await server.close();
+});
+
+test('a receiver that goes silent is left after peerTimeoutMs and the client reconnects', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
+  const { startCutProxy } = await import('../helpers/proxy.js');
+  const proxy = await startCutProxy(server.port);
+  const client = await connect(`tcp://127.0.0.1:${proxy.port}`, { keepaliveMs: 50, peerTimeoutMs: 300 });
+  const lost: Array<FramewireError | undefined> = [];
+  client.on('disconnected', (e) => lost.push(e));
+  // Freeze the receiver's side of the relay: bytes stop flowing back, the socket stays open.
+  proxy.freeze();
+  await waitFor(() => lost.length > 0, 10_000, 'disconnect');
+  assert.equal(lost[0]?.code, 'ERR_PEER_TIMEOUT');
+  proxy.thaw();
+  await client.stream('after').send({ data: payload(0, 10) });
+  await client.close();
+  await proxy.close();
+  await server.close();
+});
