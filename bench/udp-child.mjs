@@ -4,7 +4,8 @@
 //     its loop goes (yielding to the event loop every 32 sends), and a plain socket counting what arrives.
 //     No numbering, no repair, no flow control: what the sender's loop and the kernel allow.
 //   fw-rx / fw-tx: createServer({ listen: 'udp://127.0.0.1:0' }) counting 'frame' events (frame latency =
-//     receivedUs - captureUs, one clock), and connect('udp://…?mtu=…') sending one stream, reliable or live.
+//     receivedUs - captureUs, one clock), and connect('udp://…?mtu=…') sending one stream, reliable or live;
+//     with cfg.token, both sides have that token (every datagram sealed, AES-256-GCM).
 //   proxy: a UDP relay dropping each datagram with a seeded probability, both directions.
 //
 // Messages from the parent: 'go' starts sending, 'start'/'stop' bracket the measured window, 'finish' ends.
@@ -97,7 +98,7 @@ async function dgramTx() {
 async function fwRx() {
   const fw = await import('../dist/index.js');
   const c = windowCounter();
-  const server = await fw.createServer({ listen: 'udp://127.0.0.1:0' });
+  const server = await fw.createServer({ listen: 'udp://127.0.0.1:0', token: cfg.token });
   server.on('frame', (f) => c.add(f.data.length, (f.receivedUs - f.captureUs) / 1000));
   let gone;
   const senderGone = new Promise((r) => {
@@ -122,7 +123,10 @@ async function fwTx() {
     return conn;
   };
   const pool = makePool(cfg.size, 8);
-  const client = await fw.connect(`udp://127.0.0.1:${cfg.port}?mtu=${cfg.mtu}`, { retryForMs: 5000 });
+  const client = await fw.connect(`udp://127.0.0.1:${cfg.port}?mtu=${cfg.mtu}`, {
+    retryForMs: 5000,
+    token: cfg.token,
+  });
   const stream = client.stream('bench', { mode: cfg.mode });
   let stopping = false;
   void whenParentSays('stop').then(() => {

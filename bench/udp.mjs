@@ -21,6 +21,14 @@ export const UDP_ROWS = [
   { id: 'udp-live-1200', label: 'framewire udp live', kind: 'fw', mode: 'live', mtu: 1200 },
   { id: 'udp-dgram-65000', label: 'baseline: node:dgram blast, no repair', kind: 'dgram', datagram: 65_000 },
   { id: 'udp-reliable-65000', label: 'framewire udp reliable', kind: 'fw', mode: 'reliable', mtu: 65_000 },
+  {
+    id: 'udp-reliable-65000-token',
+    label: 'framewire udp reliable, token (AES-GCM)',
+    kind: 'fw',
+    mode: 'reliable',
+    mtu: 65_000,
+    token: 'bench-token-0123456789abcdef',
+  },
   { id: 'udp-live-65000', label: 'framewire udp live', kind: 'fw', mode: 'live', mtu: 65_000 },
   {
     id: 'udp-reliable-1200-loss1',
@@ -100,7 +108,7 @@ async function runRow(row, { seconds, warmup, deadlineMs }) {
     return c;
   };
   try {
-    const rx = start({ role: row.kind === 'dgram' ? 'dgram-rx' : 'fw-rx' });
+    const rx = start({ role: row.kind === 'dgram' ? 'dgram-rx' : 'fw-rx', token: row.token });
     let port = (await rx.next('ready', 15_000)).port;
     let relay;
     if (row.loss) {
@@ -110,7 +118,7 @@ async function runRow(row, { seconds, warmup, deadlineMs }) {
     const tx = start(
       row.kind === 'dgram'
         ? { role: 'dgram-tx', port, datagram: row.datagram }
-        : { role: 'fw-tx', port, mtu: row.mtu, mode: row.mode, size: FRAME },
+        : { role: 'fw-tx', port, mtu: row.mtu, mode: row.mode, size: FRAME, token: row.token },
     );
     await tx.next('ready', 15_000);
     tx.send({ type: 'go' });

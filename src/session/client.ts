@@ -631,6 +631,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         limits: this.o.limits,
         connectTimeoutMs: this.o.connectTimeoutMs,
         tlsClient: this.o.tls,
+        token: this.o.token,
       })
       .then((conn) => this.handshake(conn));
   }

@@ -244,6 +244,7 @@ export class FramewireServer extends EventEmitter<ServerEvents> {
             connectTimeoutMs: 0,
             tlsServer: this.options.tls,
             verifyCrc: this.options.verifyCrc,
+            token: this.options.token,
           },
           (conn) => this.accept(conn),
         );

@@ -80,6 +80,12 @@ export interface TransportOptions {
   /** Receivers: check frame CRCs in the decoder (default true). */
   verifyCrc?: boolean | undefined;
   tlsClient?: TlsClientOptions | undefined;
+  /**
+   * The shared token of the session (both sides). udp:// seals every datagram with keys derived from it and
+   * refuses a peer without it; tcp:// and tls:// ignore it (the session's challenge-response authenticates,
+   * TLS encrypts).
+   */
+  token?: string | undefined;
 }
 
 export interface Transport {

@@ -38,6 +38,13 @@ export interface UdpProxy {
   readonly stats: { up: DirectionStats; down: DirectionStats };
   /** Sends what arrives from now on to another target port (e.g. a restarted receiver). */
   retarget(port: number): void;
+  /** Called with every datagram that arrives, before any impairment: to see what is on the wire. */
+  tap: ((dir: 'up' | 'down', buf: Buffer) => void) | undefined;
+  /**
+   * Sends one datagram unimpaired as if it came from the latest client (up, to the target) or from the
+   * target (down, to that client): to replay or forge datagrams. Does nothing before a client was seen.
+   */
+  inject(dir: 'up' | 'down', buf: Buffer): void;
   /** One line with the seed and what happened, for failure messages. */
   describe(): string;
   close(): Promise<void>;
@@ -72,6 +79,7 @@ export async function startUdpProxy(options: {
   const timers = new Set<NodeJS.Timeout>();
   const front = dgram.createSocket('udp4');
   const uplinks = new Map<string, dgram.Socket>();
+  let latest: { sock: dgram.Socket; port: number; address: string } | undefined;
   let closed = false;
 
   const proxy: UdpProxy = {
@@ -82,6 +90,12 @@ export async function startUdpProxy(options: {
     stats,
     retarget(port: number) {
       target = port;
+    },
+    tap: undefined,
+    inject(dir: 'up' | 'down', buf: Buffer) {
+      if (closed || !latest) return;
+      if (dir === 'up') latest.sock.send(buf, target, '127.0.0.1', () => {});
+      else front.send(buf, latest.port, latest.address, () => {});
     },
     describe() {
       const f = (s: DirectionStats) =>
@@ -151,6 +165,7 @@ export async function startUdpProxy(options: {
       sock.on('error', () => {});
       sock.on('message', (reply) => {
         if (closed) return;
+        proxy.tap?.('down', reply);
         impair(proxy.down, stats.down, reply, (b) => front.send(b, rinfo.port, rinfo.address, () => {}));
       });
       sock.bind(0, '127.0.0.1');
@@ -158,6 +173,8 @@ export async function startUdpProxy(options: {
       up = sock;
     }
     const u = up;
+    latest = { sock: u, port: rinfo.port, address: rinfo.address };
+    proxy.tap?.('up', buf);
     impair(proxy.up, stats.up, buf, (b) => u.send(b, target, '127.0.0.1', () => {}));
   });
   front.on('error', () => {});

@@ -14,6 +14,7 @@ import {
 import { DEFAULT_LIMITS, MessageType } from '../../src/protocol/constants.js';
 import { encodeFrame, type Message } from '../../src/protocol/messages.js';
 import type { TransportOptions } from '../../src/transports/types.js';
+import { deriveKeys, sealDatagram } from '../../src/transports/udp/aead.js';
 import * as D from '../../src/transports/udp/datagram.js';
 import { fragmentBounds, planFragments, sliceParts, strideOf } from '../../src/transports/udp/fragmenter.js';
 import { type UdpConnection, type UdpListener, udpTransport } from '../../src/transports/udp/index.js';
@@ -120,6 +121,18 @@ describe('udp datagram layer', () => {
         dropped: [3],
       }),
       D.encodeHandshake(D.DatagramType.HS_REQUEST, 0, { nonce: 0x11223344, mtu: 1200, rcvbuf: 8388608 }),
+      // The sealed vector: the DATA above, client to server, counter 7 (udp-crypto.test.ts checks the keys).
+      sealDatagram(
+        deriveKeys(
+          'framewire-test-token',
+          Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex'),
+          Buffer.from('101112131415161718191a1b1c1d1e1f', 'hex'),
+        ).c2s,
+        7,
+        D.encodeData(s, { pkt: 7, msg: 3, index: 1, count: 2, length: 5, flags: 1, budgetMs: 120 }, [
+          Buffer.from('dead', 'hex'),
+        ]),
+      ),
     ].map(hex);
     // The annotated blocks: hex groups, then two spaces and a note, on every line.
     const blocks = [...section.matchAll(/```\n([\s\S]*?)```/g)]

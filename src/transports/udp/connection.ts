@@ -11,6 +11,7 @@ import { MessageType } from '../../protocol/constants.js';
 import { Decoder } from '../../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../../protocol/messages.js';
 import type { Connection } from '../types.js';
+import { type DatagramCrypto, REPLAYED, SEAL_OVERHEAD, UNAUTHENTIC } from './aead.js';
 import {
   CloseKind,
   DataFlags,
@@ -29,6 +30,7 @@ import {
   MAX_DROPPED_REPORTED,
   MAX_SACK_RANGES,
   nackCapacity,
+  SEALED,
   unwrap32,
 } from './datagram.js';
 import { maxMessageBytes, type UdpOptions } from './options.js';
@@ -54,11 +56,19 @@ export interface UdpConnectionParams {
   budget: MemoryBudget;
   link: DatagramLink;
   initialRttMs?: number;
+  /** With a token: seals what is sent, opens what arrives (aead.ts). */
+  crypto?: DatagramCrypto | undefined;
 }
 
 export interface UdpConnectionStats extends SendStats {
   mtu: number;
   session: number;
+  /** True when every datagram is sealed (the connection has a token). */
+  sealed: boolean;
+  /** Sealed connections: datagrams refused because their counter was seen already, or is too old. */
+  replayed: number;
+  /** Sealed connections: datagrams whose tag did not match (forged, changed, another key), or unsealed. */
+  unauthentic: number;
   datagramsReceived: number;
   duplicates: number;
   /** Retransmitted fragments that arrived and were used. */
@@ -89,6 +99,8 @@ export class UdpConnection extends EventEmitter implements Connection {
   readonly remote: string;
   readonly session: number;
   readonly mtu: number;
+  readonly sealed: boolean;
+  private readonly crypto: DatagramCrypto | undefined;
   private readonly o: UdpOptions;
   private readonly link: DatagramLink;
   private readonly sw: SendWindow;
@@ -133,6 +145,8 @@ export class UdpConnection extends EventEmitter implements Connection {
     refused: 0,
     malformed: 0,
     messagesDelivered: 0,
+    replayed: 0,
+    unauthentic: 0,
   };
 
   constructor(p: UdpConnectionParams) {
@@ -142,6 +156,8 @@ export class UdpConnection extends EventEmitter implements Connection {
     this.mtu = p.mtu;
     this.o = p.options;
     this.link = p.link;
+    this.crypto = p.crypto;
+    this.sealed = p.crypto !== undefined;
     const now = performance.now();
     this.lastHeard = now;
     this.lastSent = now;
@@ -153,6 +169,7 @@ export class UdpConnection extends EventEmitter implements Connection {
       defaultLatencyMs: p.options.latencyMs,
       emit: (parts) => this.emitDatagram(parts),
       initialRttMs: p.initialRttMs,
+      sealOverhead: this.sealed ? SEAL_OVERHEAD : 0,
     });
     this.ra = new Reassembler({
       maxBytes: p.options.maxReassemblyBytes,
@@ -216,6 +233,7 @@ export class UdpConnection extends EventEmitter implements Connection {
       ...this.r,
       mtu: this.mtu,
       session: this.session,
+      sealed: this.sealed,
       liveDropped: this.ra.liveDropped,
       reassemblyBytes: this.ra.used,
     };
@@ -223,7 +241,24 @@ export class UdpConnection extends EventEmitter implements Connection {
 
   // ---- from the socket ---------------------------------------------------------------------------------
 
-  /** One datagram of this session (magic, version, session id and CRC already checked). */
+  /**
+   * One datagram of a sealed session, from the peer's address (magic, version and session id checked):
+   * refused before anything else if its counter was seen, then opened (tag checked) and handled. An
+   * unsealed one is refused too (counted), except what the caller handles itself (RESET, handshake).
+   */
+  handleSealed(buf: Buffer): void {
+    if (this.done || !this.crypto) return;
+    if ((buf[3]! & SEALED) === 0) {
+      this.r.unauthentic++;
+      return;
+    }
+    const opened = this.crypto.open(buf);
+    if (opened === REPLAYED) this.r.replayed++;
+    else if (opened === UNAUTHENTIC) this.r.unauthentic++;
+    else this.handle(opened, opened[3]!);
+  }
+
+  /** One datagram of this session (magic, version, session id and CRC already checked, or opened). */
   handle(buf: Buffer, type: number): void {
     if (this.done) return;
     const now = performance.now();
@@ -434,6 +469,14 @@ export class UdpConnection extends EventEmitter implements Connection {
   // ---- to the socket -----------------------------------------------------------------------------------
 
   private emitDatagram(parts: Buffer[]): void {
+    if (this.crypto) {
+      const sealed = this.crypto.seal(parts);
+      if (!sealed) {
+        this.finish(new FramewireError('ERR_CLOSED', `udp: ${this.remote}: the packet counter ran out`));
+        return;
+      }
+      parts = sealed;
+    }
     this.lastSent = performance.now();
     this.link.send(parts);
   }
@@ -570,7 +613,7 @@ export class UdpConnection extends EventEmitter implements Connection {
     if (this.rw.missing === 0 && !tail) return;
     const fresh = this.nackBelow > this.nackedBelow || (tail && tailEnd > this.tailNacked);
     if (!fresh && now - this.lastNackAt < NACK_INTERVAL_MS) return;
-    const cap = nackCapacity(this.mtu);
+    const cap = nackCapacity(this.sealed ? this.mtu - SEAL_OVERHEAD : this.mtu);
     const missing = this.rw
       .ranges(0, cap)
       .missing.filter(([s]) => s < this.nackBelow)

@@ -2,7 +2,8 @@
  * The datagram layout of framewire's UDP layer (docs/protocol.md, "UDP"). Pure functions over Buffers: no
  * sockets, no timers. Every datagram starts with a 12-byte common header — magic "FU", version, type,
  * session id, CRC32 — and the decoders return undefined for anything malformed, so that a receiver drops
- * junk without allocating or throwing.
+ * junk without allocating or throwing. With a token, these layouts are sealed (aead.ts) before they are
+ * sent and opened back into them when they arrive, so the decoders here see the same bytes either way.
  */
 import { crc32 } from 'node:zlib';
 
@@ -18,6 +19,11 @@ export const DATA_HEADER_BYTES = 36;
 export const ACK_FIXED_BYTES = 40;
 /** Bytes of a handshake datagram (all four kinds; a request is padded so that no answer is larger). */
 export const HANDSHAKE_BYTES = 32;
+/**
+ * Bytes of HS_CONFIRM and HS_DONE with a token (flag TOKEN): the 32 bytes above, a 16-byte nonce and a
+ * 16-byte proof of the token (aead.ts). HS_DONE is never larger than the HS_CONFIRM it answers.
+ */
+export const TOKEN_HANDSHAKE_BYTES = 64;
 
 /** Smallest and largest datagram size (`mtu`): the largest is the biggest UDP payload over IPv4. */
 export const MIN_MTU = 256;
@@ -35,6 +41,7 @@ export const DatagramType = {
   HS_COOKIE: 0x11,
   HS_CONFIRM: 0x12,
   HS_DONE: 0x13,
+  HS_REFUSED: 0x14,
   CLOSE: 0x1e,
   RESET: 0x1f,
 } as const;
@@ -60,6 +67,28 @@ export const CloseKind = {
 
 /** KEEPALIVE flag: the sender asks for an ACK at once (it is waiting for the receive window to open). */
 export const KEEPALIVE_PROBE = 0x01;
+
+/**
+ * Bit of the type byte that marks a sealed datagram (encrypted and authenticated with keys derived from the
+ * token, aead.ts). Unsealed datagrams never have it.
+ */
+export const SEALED = 0x80;
+
+/** Handshake flags (u16 at offset 18; 0 without a token, so that the datagrams are those of before). */
+export const HandshakeFlags = {
+  /** The side has a token: every datagram after the handshake is sealed. */
+  TOKEN: 0x0001,
+} as const;
+
+/** Why a listener answered HS_CONFIRM with HS_REFUSED (u8 at offset 24). */
+export const RefuseReason = {
+  /** The listener has a token and the client has none. */
+  TOKEN_REQUIRED: 1,
+  /** The client has a token and the listener has none. */
+  NO_TOKEN: 2,
+  /** The client's proof of the token is wrong: the tokens differ. */
+  BAD_PROOF: 3,
+} as const;
 
 const TWO32 = 2 ** 32;
 
@@ -143,8 +172,16 @@ export interface DataDatagram extends DataHeader {
   fragment: Buffer;
 }
 
-/** Encodes a DATA datagram: `[header, ...fragment parts]`, the fragment parts passed through uncopied. */
-export function encodeData(session: number, h: DataHeader, fragment: readonly Buffer[]): Buffer[] {
+/**
+ * Encodes a DATA datagram: `[header, ...fragment parts]`, the fragment parts passed through uncopied.
+ * `crc` false leaves the CRC field 0: a datagram that is sealed next needs none (its tag covers it).
+ */
+export function encodeData(
+  session: number,
+  h: DataHeader,
+  fragment: readonly Buffer[],
+  crc = true,
+): Buffer[] {
   const head = Buffer.allocUnsafe(DATA_HEADER_BYTES);
   writeCommon(head, DatagramType.DATA, session);
   head.writeUInt32BE(wire32(h.pkt), 12);
@@ -155,7 +192,7 @@ export function encodeData(session: number, h: DataHeader, fragment: readonly Bu
   head[32] = h.flags;
   head[33] = 0;
   head.writeUInt16BE(Math.min(0xffff, Math.max(0, Math.round(h.budgetMs))), 34);
-  return seal([head, ...fragment]);
+  return crc ? seal([head, ...fragment]) : [head, ...fragment];
 }
 
 /** Decodes a DATA datagram (CRC already checked); undefined when its fields do not fit together. */
@@ -351,20 +388,70 @@ export type HandshakeType =
   | typeof DatagramType.HS_REQUEST
   | typeof DatagramType.HS_COOKIE
   | typeof DatagramType.HS_CONFIRM
-  | typeof DatagramType.HS_DONE;
+  | typeof DatagramType.HS_DONE
+  | typeof DatagramType.HS_REFUSED;
 
-export function encodeHandshake(type: HandshakeType, session: number, h: Handshake): Buffer {
-  const buf = Buffer.alloc(HANDSHAKE_BYTES);
+/** The token part of a handshake datagram; absent (all 0) without a token. */
+export interface HandshakeExtra {
+  /** HandshakeFlags. */
+  flags?: number;
+  /** HS_REFUSED: a RefuseReason. */
+  reason?: number;
+  /**
+   * HS_CONFIRM and HS_DONE with flag TOKEN: the side's 16-byte nonce (client nonce, server nonce). The
+   * datagram is then 64 bytes, and `prove` gives the 16-byte proof of the bytes it covers (all but the
+   * CRC field and the proof itself).
+   */
+  nonce16?: Buffer;
+  prove?: (covered: readonly Buffer[]) => Buffer;
+}
+
+export function encodeHandshake(
+  type: HandshakeType,
+  session: number,
+  h: Handshake,
+  x?: HandshakeExtra,
+): Buffer {
+  const buf = Buffer.alloc(x?.nonce16 ? TOKEN_HANDSHAKE_BYTES : HANDSHAKE_BYTES);
   writeCommon(buf, type, session);
   buf.writeUInt32BE(h.nonce >>> 0, 12);
   buf.writeUInt16BE(Math.min(0xffff, h.mtu), 16);
+  buf.writeUInt16BE(x?.flags ?? 0, 18);
   buf.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.floor(h.rcvbuf))), 20);
+  buf[24] = x?.reason ?? 0;
+  if (x?.nonce16) {
+    x.nonce16.copy(buf, 32, 0, 16);
+    if (x.prove) x.prove(handshakeCovered(buf)).copy(buf, 48, 0, 16);
+  }
   return seal([buf])[0]!;
 }
 
+/** The bytes a handshake proof covers: all but the CRC field (8–11) and the proof (48–63). */
+export function handshakeCovered(buf: Buffer): Buffer[] {
+  return [buf.subarray(0, 8), buf.subarray(COMMON_BYTES, 48)];
+}
+
+/** Decodes a handshake datagram (CRC already checked): 32 bytes, or 64 with flag TOKEN. */
 export function decodeHandshake(buf: Buffer): Handshake | undefined {
-  if (buf.length !== HANDSHAKE_BYTES) return undefined;
+  if (buf.length !== HANDSHAKE_BYTES) {
+    if (buf.length !== TOKEN_HANDSHAKE_BYTES || (buf.readUInt16BE(18) & HandshakeFlags.TOKEN) === 0) {
+      return undefined;
+    }
+  }
   const mtu = buf.readUInt16BE(16);
   if (mtu < MIN_MTU) return undefined;
   return { nonce: buf.readUInt32BE(12), mtu, rcvbuf: buf.readUInt32BE(20) };
+}
+
+/** The token part of a handshake datagram that decodeHandshake accepted. */
+export function decodeHandshakeExtra(buf: Buffer): {
+  flags: number;
+  reason: number;
+  nonce16?: Buffer;
+  proof?: Buffer;
+} {
+  const flags = buf.readUInt16BE(18);
+  const reason = buf[24]!;
+  if (buf.length < TOKEN_HANDSHAKE_BYTES) return { flags, reason };
+  return { flags, reason, nonce16: buf.subarray(32, 48), proof: buf.subarray(48, 64) };
 }

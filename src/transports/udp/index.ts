@@ -4,7 +4,7 @@
  * control, and per-message delivery classes (reliable, or live with a deadline). Importing this module
  * registers the transport.
  */
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
@@ -12,8 +12,20 @@ import { FramewireError } from '../../errors.js';
 import { registerTransport } from '../index.js';
 import type { Connection, Listener, Transport, TransportOptions } from '../types.js';
 import { hostOf, portOf } from '../url.js';
+import { DatagramCrypto, deriveKeys, handshakeProof, NONCE16_BYTES, proofOk } from './aead.js';
 import { UdpConnection } from './connection.js';
-import { crcOk, DatagramType, decodeHandshake, encodeHandshake, peekCommon } from './datagram.js';
+import {
+  crcOk,
+  DatagramType,
+  decodeHandshake,
+  decodeHandshakeExtra,
+  encodeHandshake,
+  HandshakeFlags,
+  handshakeCovered,
+  peekCommon,
+  RefuseReason,
+  SEALED,
+} from './datagram.js';
 import { parseUdpOptions } from './options.js';
 import { UdpListener } from './server.js';
 import { sendErrorOf, setSocketBuffers } from './socket.js';
@@ -26,6 +38,12 @@ function unreachable(target: string, why: string, cause?: unknown): FramewireErr
       ? 'start the receiver first (framewire serve --listen udp://…) or check the host and port'
       : undefined,
     cause,
+  });
+}
+
+function authError(message: string): FramewireError {
+  return new FramewireError('ERR_AUTH', message, {
+    hint: 'give both sides the same --token (or FRAMEWIRE_TOKEN)',
   });
 }
 
@@ -81,6 +99,9 @@ async function connectUdp(url: URL, options: TransportOptions): Promise<UdpConne
 
   return new Promise<UdpConnection>((resolve, reject) => {
     const nonce = randomInt(1, 0xffffffff);
+    const token = options.token;
+    const tokenFlags = token === undefined ? undefined : { flags: HandshakeFlags.TOKEN };
+    const clientNonce = token === undefined ? undefined : randomBytes(NONCE16_BYTES);
     let session = 0;
     let mtu = o.mtu;
     let peerRcvbuf = 0;
@@ -91,10 +112,21 @@ async function connectUdp(url: URL, options: TransportOptions): Promise<UdpConne
     const sendRequest = () => {
       requests++;
       requestAt = performance.now();
-      socket.send(encodeHandshake(DatagramType.HS_REQUEST, 0, { nonce, mtu: o.mtu, rcvbuf }), () => {});
+      socket.send(
+        encodeHandshake(DatagramType.HS_REQUEST, 0, { nonce, mtu: o.mtu, rcvbuf }, tokenFlags),
+        () => {},
+      );
     };
     const sendConfirm = () => {
-      socket.send(encodeHandshake(DatagramType.HS_CONFIRM, session, { nonce, mtu, rcvbuf }), () => {});
+      const x =
+        token === undefined
+          ? undefined
+          : {
+              flags: HandshakeFlags.TOKEN,
+              nonce16: clientNonce,
+              prove: (covered: readonly Buffer[]) => handshakeProof(token, 'confirm', covered),
+            };
+      socket.send(encodeHandshake(DatagramType.HS_CONFIRM, session, { nonce, mtu, rcvbuf }, x), () => {});
     };
     const retry = setInterval(() => (session === 0 ? sendRequest() : sendConfirm()), HANDSHAKE_RETRY_MS);
     const timeout = setTimeout(() => {
@@ -125,7 +157,18 @@ async function connectUdp(url: URL, options: TransportOptions): Promise<UdpConne
       if (!c || !crcOk(buf)) return;
       const h = decodeHandshake(buf);
       if (!h || h.nonce !== nonce) return;
+      const x = decodeHandshakeExtra(buf);
+      const theirs = (x.flags & HandshakeFlags.TOKEN) !== 0;
       if (c.type === DatagramType.HS_COOKIE && session === 0 && c.session !== 0) {
+        // Both sides have a token, or neither: the listener says which in its cookie.
+        if (token !== undefined && !theirs) {
+          fail(authError(`${target} does not check tokens; refusing to send to it with a token`));
+          return;
+        }
+        if (token === undefined && theirs) {
+          fail(authError(`${target} requires a token and none was given`));
+          return;
+        }
         session = c.session;
         mtu = Math.min(o.mtu, h.mtu);
         peerRcvbuf = h.rcvbuf;
@@ -133,12 +176,36 @@ async function connectUdp(url: URL, options: TransportOptions): Promise<UdpConne
         sendConfirm();
       } else if (c.type === DatagramType.HS_DONE && session !== 0 && c.session === session) {
         if (settled) return;
+        let crypto: DatagramCrypto | undefined;
+        if (token !== undefined) {
+          // The listener proves the token over its nonce and ours: an impostor cannot.
+          const want = handshakeProof(token, 'done', handshakeCovered(buf), clientNonce);
+          if (!theirs || !x.nonce16 || !proofOk(want, x.proof)) {
+            fail(authError(`wrong token: ${target} does not prove the same token`));
+            return;
+          }
+          crypto = DatagramCrypto.forSide(deriveKeys(token, clientNonce!, Buffer.from(x.nonce16)), 'client');
+        }
         settled = true;
         cleanup();
-        resolve(established(Math.min(mtu, h.mtu), h.rcvbuf || peerRcvbuf));
+        resolve(established(Math.min(mtu, h.mtu), h.rcvbuf || peerRcvbuf, crypto));
+      } else if (c.type === DatagramType.HS_REFUSED && session !== 0 && c.session === session) {
+        fail(
+          authError(
+            x.reason === RefuseReason.BAD_PROOF
+              ? `wrong token: ${target} refused the proof of ours`
+              : x.reason === RefuseReason.NO_TOKEN
+                ? `${target} does not check tokens; refusing to send to it with a token`
+                : `${target} requires a token and none was given`,
+          ),
+        );
       }
     };
-    const established = (negotiated: number, peerBuf: number): UdpConnection => {
+    const established = (
+      negotiated: number,
+      peerBuf: number,
+      crypto: DatagramCrypto | undefined,
+    ): UdpConnection => {
       let conn: UdpConnection | undefined;
       const onSent = (err: Error | null) => {
         pendingSends--;
@@ -171,11 +238,22 @@ async function connectUdp(url: URL, options: TransportOptions): Promise<UdpConne
           end: closeWhenSent,
         },
         initialRttMs: rttMs,
+        crypto,
       });
       const c = conn;
       socket.on('message', (buf: Buffer) => {
         const h = peekCommon(buf);
-        if (!h || h.session !== session || !crcOk(buf)) return;
+        if (!h || h.session !== session) return;
+        if (crypto) {
+          // Sealed: a RESET comes unsealed (the listener that sends it has no keys for this session), and
+          // repeated HS_DONEs are ignored; everything else must open.
+          if ((h.type & SEALED) !== 0) c.handleSealed(buf);
+          else if (h.type === DatagramType.RESET) {
+            if (crcOk(buf)) c.handle(buf, h.type);
+          } else if (h.type !== DatagramType.HS_DONE) c.handleSealed(buf);
+          return;
+        }
+        if (!crcOk(buf)) return;
         c.handle(buf, h.type);
       });
       socket.on('error', (err: NodeJS.ErrnoException) => {

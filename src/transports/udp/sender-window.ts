@@ -16,7 +16,15 @@
  *   (`onDrop`), and the receiver is told with a DROP datagram.
  */
 import type { SendOptions } from '../types.js';
-import { type Ack, DataFlags, encodeData, encodeDrop, MAX_DROPPED_REPORTED, unwrap32 } from './datagram.js';
+import {
+  type Ack,
+  DATA_HEADER_BYTES,
+  DataFlags,
+  encodeData,
+  encodeDrop,
+  MAX_DROPPED_REPORTED,
+  unwrap32,
+} from './datagram.js';
 import { fragmentBounds, fragmentPayload, planFragments, sliceParts } from './fragmenter.js';
 import { RING_PACKETS } from './receive-window.js';
 
@@ -36,6 +44,11 @@ export interface SendWindowOptions {
   emit: (parts: Buffer[]) => void;
   /** Initial round-trip time estimate (ms), e.g. from the handshake. */
   initialRttMs?: number;
+  /**
+   * Sealed connections (a token): bytes sealing adds to every datagram, taken from the fragment size so
+   * that a sealed datagram still fits the mtu; and no CRC is computed (the tag replaces it).
+   */
+  sealOverhead?: number;
 }
 
 const ST_QUEUED = 0;
@@ -108,6 +121,9 @@ export interface SendStats {
 export class SendWindow {
   private readonly o: SendWindowOptions;
   private readonly fragBytes: number;
+  /** Bytes of a DATA datagram besides its fragment. */
+  private readonly dataOverhead: number;
+  private readonly crc: boolean;
   private readonly queue: OutMsg[] = [];
   private qHead = 0;
   private readonly flight: OutMsg[] = [];
@@ -161,7 +177,10 @@ export class SendWindow {
 
   constructor(options: SendWindowOptions) {
     this.o = options;
-    this.fragBytes = fragmentPayload(options.mtu);
+    const seal = options.sealOverhead ?? 0;
+    this.fragBytes = fragmentPayload(options.mtu) - seal;
+    this.dataOverhead = DATA_HEADER_BYTES + seal;
+    this.crc = seal === 0;
     this.minCwnd = 4 * this.fragBytes;
     const slots = Math.max(4, Math.floor((options.peerRcvbuf * 0.8) / kernelSlot(options.mtu)));
     this.rcvbufCap = slots * this.fragBytes;
@@ -345,6 +364,7 @@ export class SendWindow {
         budgetMs: m.budgetMs,
       },
       sliceParts(m.parts, start, end),
+      this.crc,
     );
     this.o.emit(parts);
     const size = end - start;
@@ -361,8 +381,8 @@ export class SendWindow {
     }
     m.at[i] = now;
     this.s.datagramsSent++;
-    this.s.bytesSent += size + 36;
-    if (Number.isFinite(rate)) this.tokens -= size + 36;
+    this.s.bytesSent += size + this.dataOverhead;
+    if (Number.isFinite(rate)) this.tokens -= size + this.dataOverhead;
   }
 
   private resend(pkt: number, now: number, rate: number): boolean {

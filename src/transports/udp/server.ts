@@ -4,6 +4,10 @@
  * client's address, port and nonce, the "cookie"), so that spoofed requests create nothing. A datagram is
  * checked in order of cost — magic and version, session lookup, source address, CRC32 — and dropped at the
  * first test it fails; junk costs the read and a few comparisons.
+ *
+ * With a token, the client's HS_CONFIRM must also carry a proof of the token: without one, or with a wrong
+ * one, nothing is created and the client is told (HS_REFUSED). Every datagram of such a session is sealed
+ * (aead.ts): its counter is checked against the replay window, then its tag, before anything else.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -11,14 +15,29 @@ import net from 'node:net';
 import { FramewireError } from '../../errors.js';
 import type { Listener, TransportOptions } from '../types.js';
 import { hostOf, portOf } from '../url.js';
+import {
+  DatagramCrypto,
+  deriveKeys,
+  handshakeProof,
+  NONCE16_BYTES,
+  proofOk,
+  SEALED_HEADER_BYTES,
+  TAG_BYTES,
+} from './aead.js';
 import { UdpConnection } from './connection.js';
 import {
   crcOk,
   DatagramType,
   decodeHandshake,
+  decodeHandshakeExtra,
   encodeHandshake,
   encodeReset,
+  type HandshakeExtra,
+  HandshakeFlags,
+  handshakeCovered,
   peekCommon,
+  RefuseReason,
+  SEALED,
 } from './datagram.js';
 import { parseUdpOptions, type UdpOptions } from './options.js';
 import type { MemoryBudget } from './reassembler.js';
@@ -34,6 +53,11 @@ export interface UdpListenerStats {
   /** Datagrams whose CRC32 does not match. */
   corrupt: number;
   resetsSent: number;
+  /**
+   * HS_CONFIRMs refused for their token (none when the listener has one, one when it has none, or a
+   * wrong proof): nothing was created for them.
+   */
+  refused: number;
   reassemblyBytes: number;
   rcvbuf: number;
 }
@@ -42,9 +66,16 @@ interface Peer {
   conn: UdpConnection;
   address: string;
   port: number;
+  /** Sealed sessions: the HS_DONE sent, sent again for a repeated HS_CONFIRM. */
+  done?: Buffer;
 }
 
 const COOKIE_SLOT_MS = 30_000;
+/**
+ * Sealed sessions that ended are remembered while their cookie is valid (at most this many), so that a
+ * replayed HS_CONFIRM creates nothing.
+ */
+const SPENT_MAX = 4096;
 
 class TokenBucket {
   private tokens: number;
@@ -79,10 +110,20 @@ export class UdpListener implements Listener {
   private readonly rcvbuf: number;
   private readonly resets = new TokenBucket(50, 50);
   private readonly cookies = new TokenBucket(2000, 500);
+  private readonly token: string | undefined;
+  /** Session id → time (ms) until which a sealed session that ended stays refused. */
+  private readonly spent = new Map<number, number>();
   private closed = false;
   /** Sends handed to the socket and not yet done: close() lets them go out first. */
   private pendingSends = 0;
-  private readonly s = { handshakes: 0, junk: 0, unknownSession: 0, corrupt: 0, resetsSent: 0 };
+  private readonly s = {
+    handshakes: 0,
+    junk: 0,
+    unknownSession: 0,
+    corrupt: 0,
+    resetsSent: 0,
+    refused: 0,
+  };
 
   private constructor(
     socket: dgram.Socket,
@@ -94,6 +135,7 @@ export class UdpListener implements Listener {
     this.socket = socket;
     this.o = o;
     this.opts = opts;
+    this.token = opts.token;
     this.rcvbuf = rcvbuf;
     this.onConnection = onConnection;
     this.budget = { used: 0, cap: o.maxTotalReassemblyBytes };
@@ -179,6 +221,13 @@ export class UdpListener implements Listener {
         this.s.unknownSession++;
         return;
       }
+      if (peer.done) {
+        // Sealed: only a repeated HS_CONFIRM (our HS_DONE was lost) may come unsealed.
+        if (c.type === DatagramType.HS_CONFIRM && crcOk(buf)) {
+          this.socket.send(peer.done, rinfo.port, rinfo.address, () => {});
+        } else peer.conn.handleSealed(buf);
+        return;
+      }
       if (!crcOk(buf)) {
         this.s.corrupt++;
         return;
@@ -218,6 +267,7 @@ export class UdpListener implements Listener {
       cookie,
       { nonce: h.nonce, mtu: this.o.mtu, rcvbuf: this.rcvbuf },
       rinfo,
+      this.token === undefined ? undefined : { flags: HandshakeFlags.TOKEN },
     );
   }
 
@@ -225,9 +275,13 @@ export class UdpListener implements Listener {
     this.s.unknownSession++;
     // A valid datagram of a session we do not know: the sender thinks it is connected (we restarted, or
     // timed it out). Tell it, so that it reconnects now rather than after its own timeout. Never for a
-    // RESET or CLOSE (no loops), and rate-limited.
-    if (type === DatagramType.RESET || type === DatagramType.CLOSE) return;
-    if (!crcOk(buf) || !this.resets.take()) return;
+    // RESET or CLOSE (no loops), and rate-limited. A sealed datagram cannot be checked without its keys:
+    // its size has to do (it is at least as large as the RESET, so this amplifies nothing).
+    const sealed = (type & SEALED) !== 0;
+    const base = type & ~SEALED;
+    if (base === DatagramType.RESET || base === DatagramType.CLOSE) return;
+    if (sealed ? buf.length < SEALED_HEADER_BYTES + TAG_BYTES : !crcOk(buf)) return;
+    if (!this.resets.take()) return;
     this.s.resetsSent++;
     this.socket.send(encodeReset(session), rinfo.port, rinfo.address, () => {});
   }
@@ -250,8 +304,48 @@ export class UdpListener implements Listener {
       this.s.unknownSession++;
       return;
     }
-    if (this.peers.size >= this.o.maxPeers) return;
+    // The client answered at its address. Now its token, before anything is created.
+    const x = decodeHandshakeExtra(buf);
+    const theirs = (x.flags & HandshakeFlags.TOKEN) !== 0;
+    const token = this.token;
+    if (token === undefined ? theirs : !theirs || !x.nonce16) {
+      this.refuse(
+        session,
+        h.nonce,
+        token === undefined ? RefuseReason.NO_TOKEN : RefuseReason.TOKEN_REQUIRED,
+        rinfo,
+      );
+      return;
+    }
+    let crypto: DatagramCrypto | undefined;
+    let done: Buffer | undefined;
     const mtu = Math.min(this.o.mtu, h.mtu);
+    if (token !== undefined) {
+      const until = this.spent.get(session);
+      if (until !== undefined && until > Date.now()) {
+        this.s.unknownSession++;
+        return;
+      }
+      const clientNonce = Buffer.from(x.nonce16!);
+      if (!proofOk(handshakeProof(token, 'confirm', handshakeCovered(buf)), x.proof)) {
+        this.refuse(session, h.nonce, RefuseReason.BAD_PROOF, rinfo);
+        return;
+      }
+      if (this.peers.size >= this.o.maxPeers) return;
+      const serverNonce = randomBytes(NONCE16_BYTES);
+      crypto = DatagramCrypto.forSide(deriveKeys(token, clientNonce, serverNonce), 'server');
+      done = encodeHandshake(
+        DatagramType.HS_DONE,
+        session,
+        { nonce: h.nonce, mtu, rcvbuf: this.rcvbuf },
+        {
+          flags: HandshakeFlags.TOKEN,
+          nonce16: serverNonce,
+          prove: (covered) => handshakeProof(token, 'done', covered, clientNonce),
+        },
+      );
+    }
+    if (this.peers.size >= this.o.maxPeers) return;
     const address = rinfo.address;
     const port = rinfo.port;
     const socket = this.socket;
@@ -277,22 +371,47 @@ export class UdpListener implements Listener {
           socket.send(parts, port, address, onSent);
         },
         end: () => {
-          if (this.peers.get(session)?.conn === conn) this.peers.delete(session);
+          if (this.peers.get(session)?.conn !== conn) return;
+          this.peers.delete(session);
+          if (done) this.spend(session);
         },
       },
+      crypto,
     });
-    this.peers.set(session, { conn, address, port });
+    this.peers.set(session, { conn, address, port, ...(done ? { done } : {}) });
     this.s.handshakes++;
-    this.reply(DatagramType.HS_DONE, session, { nonce: h.nonce, mtu, rcvbuf: this.rcvbuf }, rinfo);
+    if (done) this.socket.send(done, rinfo.port, rinfo.address, () => {});
+    else this.reply(DatagramType.HS_DONE, session, { nonce: h.nonce, mtu, rcvbuf: this.rcvbuf }, rinfo);
     this.onConnection(conn);
   }
 
+  /** Tells a client why its HS_CONFIRM creates nothing (rate-limited; never larger than what it answers). */
+  private refuse(session: number, nonce: number, reason: number, rinfo: dgram.RemoteInfo): void {
+    this.s.refused++;
+    if (!this.cookies.take()) return;
+    this.reply(DatagramType.HS_REFUSED, session, { nonce, mtu: this.o.mtu, rcvbuf: 0 }, rinfo, {
+      flags: this.token === undefined ? 0 : HandshakeFlags.TOKEN,
+      reason,
+    });
+  }
+
+  /** A sealed session ended: its cookie, still valid for a while, must not open another one. */
+  private spend(session: number): void {
+    const now = Date.now();
+    for (const [s, until] of this.spent) {
+      if (until > now && this.spent.size < SPENT_MAX) break;
+      this.spent.delete(s);
+    }
+    this.spent.set(session, now + 2 * COOKIE_SLOT_MS);
+  }
+
   private reply(
-    type: typeof DatagramType.HS_COOKIE | typeof DatagramType.HS_DONE,
+    type: typeof DatagramType.HS_COOKIE | typeof DatagramType.HS_DONE | typeof DatagramType.HS_REFUSED,
     session: number,
     h: { nonce: number; mtu: number; rcvbuf: number },
     rinfo: dgram.RemoteInfo,
+    x?: HandshakeExtra,
   ): void {
-    this.socket.send(encodeHandshake(type, session, h), rinfo.port, rinfo.address, () => {});
+    this.socket.send(encodeHandshake(type, session, h, x), rinfo.port, rinfo.address, () => {});
   }
 }
