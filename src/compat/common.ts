@@ -4,6 +4,8 @@
  * order across connections.
  */
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
 import { FramewireError } from '../errors.js';
 import { channels } from '../session/diagnostics.js';
 import type { ConnectionInfo, FramewireServer } from '../session/server.js';
@@ -246,4 +248,26 @@ export function announceDisconnect(
 ): void {
   if (channels.disconnect.hasSubscribers) channels.disconnect.publish({ server, connection, error });
   server.emit('disconnect', connection, error);
+}
+
+/** Binds a UDP socket for a legacy endpoint; a failure is ERR_LISTEN_FAILED with a hint. */
+export function bindUdp(addr: { host: string; port: number; text: string }): Promise<dgram.Socket> {
+  const socket = dgram.createSocket({ type: net.isIPv6(addr.host) ? 'udp6' : 'udp4' });
+  return new Promise((resolve, reject) => {
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        new FramewireError('ERR_LISTEN_FAILED', `cannot listen on ${addr.text}: ${err.code ?? err.message}`, {
+          hint:
+            err.code === 'EADDRINUSE'
+              ? 'another program uses this port; pick another with --listen'
+              : undefined,
+          cause: err,
+        }),
+      );
+    });
+    socket.bind(addr.port, addr.host, () => {
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+  });
 }

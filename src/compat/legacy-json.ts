@@ -7,12 +7,11 @@
  * Query options of the listen URL: `?nak=0` (answer nothing to a message that was not stored).
  */
 import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
-import net from 'node:net';
 import { FramewireError, toFramewireError } from '../errors.js';
 import type { FramewireServer } from '../session/server.js';
 import type { ReceivedMessage } from '../types.js';
 import {
+  bindUdp,
   countDrop,
   flagParam,
   forgetEndpoint,
@@ -43,24 +42,7 @@ export async function startLegacyJson(url: URL, server: FramewireServer): Promis
   const nak = flagParam(addr, 'nak', true);
   const maxBytes = server.options.limits.maxMessageBytes;
   const stats = newStats();
-  const socket = dgram.createSocket({ type: net.isIPv6(addr.host) ? 'udp6' : 'udp4' });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      reject(
-        new FramewireError('ERR_LISTEN_FAILED', `cannot listen on ${addr.text}: ${err.code ?? err.message}`, {
-          hint:
-            err.code === 'EADDRINUSE'
-              ? 'another program uses this port; pick another with --listen'
-              : undefined,
-          cause: err,
-        }),
-      );
-    });
-    socket.bind(addr.port, addr.host, () => {
-      socket.removeAllListeners('error');
-      resolve();
-    });
-  });
+  const socket = await bindUdp(addr);
   const bound = socket.address();
   const shownHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   const label = `legacy-json://${shownHost}:${bound.port}`;

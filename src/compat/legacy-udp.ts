@@ -7,8 +7,7 @@
  * long is dropped; default 1500), `?nak=0` (never answer a dropped picture), `?rcvbuf=BYTES` (socket
  * receive buffer asked of the OS; default 8 MiB), `?kind=infrared` (the kind of this port's streams).
  */
-import dgram from 'node:dgram';
-import net from 'node:net';
+import type dgram from 'node:dgram';
 import { crc32 } from 'node:zlib';
 import { FramewireError, toFramewireError } from '../errors.js';
 import { STREAM_KINDS, type StreamKind } from '../protocol/constants.js';
@@ -16,6 +15,7 @@ import type { FramewireServer } from '../session/server.js';
 import type { ReceivedFrame, StreamInfo } from '../types.js';
 import {
   announceStream,
+  bindUdp,
   countDrop,
   countNote,
   flagParam,
@@ -76,24 +76,7 @@ export async function startLegacyUdp(url: URL, server: FramewireServer): Promise
   const kind = kindParam as StreamKind;
   const limits = server.options.limits;
   const stats = newStats();
-  const socket = dgram.createSocket({ type: net.isIPv6(addr.host) ? 'udp6' : 'udp4' });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      reject(
-        new FramewireError('ERR_LISTEN_FAILED', `cannot listen on ${addr.text}: ${err.code ?? err.message}`, {
-          hint:
-            err.code === 'EADDRINUSE'
-              ? 'another program uses this port; pick another with --listen'
-              : undefined,
-          cause: err,
-        }),
-      );
-    });
-    socket.bind(addr.port, addr.host, () => {
-      socket.removeAllListeners('error');
-      resolve();
-    });
-  });
+  const socket = await bindUdp(addr);
   const rcvbufGot = setReceiveBuffer(socket, rcvbuf);
   let rcvbufWarned = rcvbufGot >= rcvbuf;
   const bound = socket.address();
