@@ -405,3 +405,31 @@ test('a receiver that goes silent is left after peerTimeoutMs and the client rec
   await proxy.close();
   await server.close();
 });
+
+test('frame metadata over the receiver limit is refused by the sender (ERR_META_TOO_LARGE), and by the receiver', async () => {
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', limits: { maxMetaBytes: 100 } });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  await assert.rejects(client.stream('m').send({ data: Buffer.alloc(10), meta: { note: 'x'.repeat(200) } }), {
+    code: 'ERR_META_TOO_LARGE',
+  });
+  await client.close();
+  // A peer that ignores the limit it was told loses the connection, with the code.
+  const p = await rawPeer(server.port);
+  p.sock.write(hello([{ id: 0, name: 'm', kind: 'other', mode: 'reliable', epoch: 'e1' }]));
+  await waitFor(() => p.got.some((m) => m.type === MessageType.WELCOME), 10_000, 'welcome');
+  p.sock.write(
+    toBytes(
+      encodeFrame({
+        streamId: 0,
+        seq: 0,
+        captureUs: 1,
+        contentType: 'image/jpeg',
+        payload: Buffer.from('x'),
+        metaJson: JSON.stringify({ note: 'x'.repeat(200) }),
+      }),
+    ),
+  );
+  await waitFor(() => p.isClosed(), 10_000, 'close');
+  assert.ok(p.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_META_TOO_LARGE'));
+  await server.close();
+});
