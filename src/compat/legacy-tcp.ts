@@ -65,6 +65,22 @@ export async function startLegacyTcp(url: URL, server: FramewireServer): Promise
   // The bound URL (with the real port) once listening; connections only come after that.
   let label = addr.text;
   const netServer = net.createServer((socket) => {
+    // The seed protocol has no way to say why: a connection over the server's limits is closed at once.
+    const o = server.options;
+    const from = socket.remoteAddress ?? '?';
+    let fromAddress = 0;
+    for (const x of sessions) if (x.address === from) fromAddress++;
+    if (sessions.size >= o.maxConnections || fromAddress >= o.maxConnectionsPerAddress) {
+      const which = sessions.size >= o.maxConnections ? 'maxConnections' : 'maxConnectionsPerAddress';
+      server.warn(
+        new FramewireError(
+          'ERR_TOO_MANY_CONNECTIONS',
+          `${label}: refused a connection from ${from}: ${which} (${o[which]}) reached`,
+        ),
+      );
+      socket.destroy();
+      return;
+    }
     const s = new LegacyTcpSession(server, socket, stats, idleOkMs, label);
     sessions.add(s);
     socket.once('close', () => sessions.delete(s));
@@ -99,6 +115,8 @@ class LegacyTcpSession {
   readonly #idleOkMs: number;
   readonly #decoder: LegacyTcpDecoder;
   readonly #remote: string;
+  /** The peer's IP address, for the per-address connection limit. */
+  readonly address: string;
   readonly #info: ConnectionInfo;
   readonly #epoch = legacyEpoch();
   #stream: StreamInfo | undefined;
@@ -127,7 +145,8 @@ class LegacyTcpSession {
     this.#stats = stats;
     this.#label = label;
     this.#idleOkMs = idleOkMs;
-    this.#remote = hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
+    this.address = socket.remoteAddress ?? '?';
+    this.#remote = hostPort(this.address, socket.remotePort ?? 0);
     this.#info = { id: randomBytes(6).toString('hex'), remote: this.#remote, client: 'legacy-tcp' };
     this.#decoder = new LegacyTcpDecoder({
       maxFrameBytes: server.options.limits.maxFrameBytes,

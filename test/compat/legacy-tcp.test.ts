@@ -1,6 +1,8 @@
 /** legacy-tcp:// against peers that send exactly as the seed's TCP client does, and ones whose reads merge. */
+
 import assert from 'node:assert/strict';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { legacyEndpoints } from '../../src/compat/index.js';
@@ -278,4 +280,33 @@ test('two clients at once into two folders, and the seed client\'s empty folder 
   } finally {
     await r.server.close();
   }
+});
+
+test("connections beyond the server's per-address limit are closed at once (ERR_TOO_MANY_CONNECTIONS)", async () => {
+  const out = join(root, 'limit');
+  const server = await createServer({
+    listen: ['legacy-tcp://127.0.0.1:0'],
+    sinks: [await FolderSink.open(out)],
+    maxConnectionsPerAddress: 2,
+  });
+  const warnings: FramewireError[] = [];
+  server.on('warning', (w) => warnings.push(w));
+  const open = async () => {
+    const s = net.connect(server.port, '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise((r) => s.once('connect', r));
+    return s;
+  };
+  const a = await open();
+  const b = await open();
+  await new Promise((r) => setTimeout(r, 100));
+  const c = await open();
+  await new Promise<void>((resolve) => c.once('close', () => resolve()));
+  assert.ok(
+    warnings.some((w) => w.code === 'ERR_TOO_MANY_CONNECTIONS' && /maxConnectionsPerAddress/.test(w.message)),
+  );
+  assert.equal(a.destroyed || b.destroyed, false, 'the first two stay connected');
+  a.destroy();
+  b.destroy();
+  await server.close();
 });
