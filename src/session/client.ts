@@ -695,7 +695,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
               );
               return;
             }
-            this.onWelcome(m.body);
+            this.onWelcome(m.body, declared);
             settle();
           } else if (m.type === MessageType.ERROR) {
             if (m.body.fatal) settle(authFailure ?? this.remoteError(m.body));
@@ -724,11 +724,13 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         }
         this.onConnectionLost(conn, err);
       });
+      // Streams made while this handshake is under way are not in the HELLO; WELCOME opens them.
+      const declared = this.streams.filter((s) => !s.failed);
       const hello: HelloBody = {
         protocol: 1,
         client: this.o.clientName,
         epoch: this.epoch,
-        streams: this.streams.filter((s) => !s.failed).map((s) => this.decl(s)),
+        streams: declared.map((s) => this.decl(s)),
         messageSeq: this.messages[0]?.seq ?? this.messageSeq,
         ...(token === undefined ? {} : { auth: { nonce: senderNonce } }),
       };
@@ -743,7 +745,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     return new FramewireError(code, `receiver: ${msg}`);
   }
 
-  private onWelcome(w: WelcomeBody): void {
+  private onWelcome(w: WelcomeBody, declared: readonly ClientStream[]): void {
     const reconnect = this.everConnected;
     this.everConnected = true;
     this.ready = true;
@@ -752,6 +754,10 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     this.sendCrc = w.verifyCrc !== false;
     if (this.sendCrc) this.addMissingCrcs();
     for (const p of Array.isArray(w.streams) ? w.streams : []) this.applyResume(p);
+    for (const st of this.streams) {
+      if (!st.failed && !declared.includes(st))
+        this.conn?.send(encodeControl(MessageType.OPEN, this.decl(st)));
+    }
     // Messages the receiver already holds are done; the rest go again.
     const mnext = typeof w.messageNext === 'number' ? w.messageNext : 0;
     this.ackMessages(mnext - 1);

@@ -392,7 +392,12 @@ test('a receiver that goes silent is left after peerTimeoutMs and the client rec
   const server = await createServer({ listen: 'tcp://127.0.0.1:0' });
   const { startCutProxy } = await import('../helpers/proxy.js');
   const proxy = await startCutProxy(server.port);
-  const client = await connect(`tcp://127.0.0.1:${proxy.port}`, { keepaliveMs: 50, peerTimeoutMs: 300 });
+  // A short handshake timeout: the first reconnect may go out while the relay is still frozen.
+  const client = await connect(`tcp://127.0.0.1:${proxy.port}`, {
+    keepaliveMs: 50,
+    peerTimeoutMs: 300,
+    handshakeTimeoutMs: 1000,
+  });
   const lost: Array<FramewireError | undefined> = [];
   client.on('disconnected', (e) => lost.push(e));
   // Freeze the receiver's side of the relay: bytes stop flowing back, the socket stays open.
@@ -432,4 +437,27 @@ test('frame metadata over the receiver limit is refused by the sender (ERR_META_
   await waitFor(() => p.isClosed(), 10_000, 'close');
   assert.ok(p.got.some((m) => m.type === MessageType.ERROR && m.body.code === 'ERR_META_TOO_LARGE'));
   await server.close();
+});
+
+test('a stream made while the handshake is under way is opened once the receiver welcomes the client', async () => {
+  // A receiver whose resume points take a while keeps the handshake open long enough to make a stream in it.
+  const server = await createServer({
+    listen: 'tcp://127.0.0.1:0',
+    sinks: [{ resumePoint: () => new Promise((r) => setTimeout(() => r(0), 300)) }],
+  });
+  const got: string[] = [];
+  server.on('frame', (f) => got.push(f.stream.name));
+  const { FramewireClient } = await import('../../src/session/client.js');
+  const client = new FramewireClient(`tcp://127.0.0.1:${server.port}`);
+  const a = client.stream('first');
+  const connecting = client.connectLoop();
+  await new Promise((r) => setTimeout(r, 100));
+  const b = client.stream('made-during-handshake');
+  await connecting;
+  await a.send({ data: payload(0, 10) });
+  await b.send({ data: payload(1, 10) });
+  assert.equal(await b.ready(), 0);
+  await client.close();
+  await server.close();
+  assert.deepEqual(got.sort(), ['first', 'made-during-handshake']);
 });
