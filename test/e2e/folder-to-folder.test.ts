@@ -161,7 +161,10 @@ test('cut connections and a receiver killed (SIGKILL) and restarted: every frame
     assert.equal(stats.framesAcked, count);
     assert.ok(reconnects >= 2, `reconnected ${reconnects} times`);
   } finally {
+    // Stopped before looking at the folder: latest.jpg is refreshed beside the writes, through a temp file.
+    const stopped = new Promise((r) => (receiver.exitCode === null ? receiver.once('exit', r) : r(null)));
     receiver.kill('SIGTERM');
+    await stopped;
     await proxy.close();
   }
   await assertSameFolder(src, join(out, 'cam0'));
