@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { run } from '../../src/cli/run.js';
 import { createServer } from '../../src/index.js';
 import { capture } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 let root: string;
@@ -15,13 +16,6 @@ before(async () => {
   ({ dir: root, cleanup } = await tempDir());
 });
 after(async () => cleanup());
-
-async function freePort(): Promise<number> {
-  const s = await createServer({ listen: 'tcp://127.0.0.1:0' });
-  const p = s.port;
-  await s.close();
-  return p;
-}
 
 /** Starts `framewire serve` in-process; returns a stop function that resolves to its exit code. */
 async function serve(args: string[]) {

@@ -1,10 +1,11 @@
 /** The CLI with legacy endpoints: one `serve` with the seed's two-port arrangement beside a native endpoint. */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { run } from '../../src/cli/run.js';
 import { capture } from '../helpers/cli.js';
+import { makeFolder } from '../helpers/folders.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 import { fakeJpeg, PyUdp, seedSendChunked, seedTcpClient } from './peers.js';
 
@@ -33,13 +34,6 @@ async function serve(args: string[]) {
   };
 }
 
-async function makeFolder(name: string, files: Record<string, Buffer>): Promise<string> {
-  const dir = join(root, name);
-  await mkdir(dir, { recursive: true });
-  for (const [n, data] of Object.entries(files)) await writeFile(join(dir, n), data);
-  return dir;
-}
-
 test('serve with legacy-udp, legacy-json, legacy-tcp and tcp at once; send and msg reach them all', async () => {
   const out = join(root, 'received');
   const srv = await serve([
@@ -56,7 +50,7 @@ test('serve with legacy-udp, legacy-json, legacy-tcp and tcp at once; send and m
   ]);
   try {
     const pics = { '0.jpg': fakeJpeg(123_000, 0), '1.jpg': fakeJpeg(2048, 1), '2.jpg': fakeJpeg(70_000, 2) };
-    const dir = await makeFolder('frames', pics);
+    const dir = await makeFolder(root, 'frames', pics);
 
     const a = capture();
     assert.equal(
@@ -146,7 +140,7 @@ test('serve with legacy-udp, legacy-json, legacy-tcp and tcp at once; send and m
 });
 
 test('wrong pairings and impossible options are one clear line with a hint', async () => {
-  const dir = await makeFolder('one', { '0.jpg': fakeJpeg(70_000, 0) });
+  const dir = await makeFolder(root, 'one', { '0.jpg': fakeJpeg(70_000, 0) });
   const a = capture();
   assert.equal(await run(['send', dir, '--to', 'legacy-json://127.0.0.1:6666'], a), 2);
   assert.match(

@@ -5,13 +5,15 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { connect, createServer } from '../../src/index.js';
+import { connect } from '../../src/index.js';
 import { folderSource } from '../../src/sources/folder.js';
+import { indexSeqs, makeFolder } from '../helpers/folders.js';
+import { freePort } from '../helpers/net.js';
 import { startCutProxy } from '../helpers/proxy.js';
-import { payload, tempDir, waitFor } from '../helpers/tmp.js';
+import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
 let root: string;
@@ -24,13 +26,6 @@ after(async () => {
   for (const c of children) c.kill('SIGKILL');
   await cleanup();
 });
-
-async function makeFolder(name: string, count: number, size: (i: number) => number): Promise<string> {
-  const dir = join(root, name);
-  await mkdir(dir, { recursive: true });
-  for (let i = 0; i < count; i++) await writeFile(join(dir, `${i}.jpg`), payload(i, size(i)));
-  return dir;
-}
 
 function cli(args: string[], ready?: string): Promise<{ child: ChildProcess; out: () => string }> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -65,20 +60,6 @@ function exited(child: ChildProcess): Promise<number | null> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const s = await createServer({ listen: 'tcp://127.0.0.1:0' });
-  const p = s.port;
-  await s.close();
-  return p;
-}
-
-async function indexSeqs(dir: string): Promise<number[]> {
-  return (await readFile(join(dir, 'index.jsonl'), 'utf8'))
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => (JSON.parse(l) as { seq: number }).seq);
-}
-
 async function assertExactlyOnce(src: string, dst: string, count: number): Promise<void> {
   const names = (await readdir(dst)).filter((n) => n !== 'index.jsonl' && n !== 'latest.jpg').sort();
   assert.deepEqual(names, (await readdir(src)).sort(), 'the same files, no leftovers');
@@ -95,7 +76,7 @@ async function assertExactlyOnce(src: string, dst: string, count: number): Promi
 
 test('2,000 reliable frames through two receiver SIGKILLs and proxy cuts: all on disk exactly once', async () => {
   const count = 2000;
-  const src = await makeFolder('two-thousand', count, (i) => 1000 + ((i * 131) % 7000));
+  const src = await makeFolder(root, 'two-thousand', count, (i) => 1000 + ((i * 131) % 7000));
   const out = join(root, 'out2000');
   const port = await freePort();
   let receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on'))
@@ -142,7 +123,7 @@ test('2,000 reliable frames through two receiver SIGKILLs and proxy cuts: all on
 
 test('a sender killed mid-transfer and restarted with --resume sends only what the receiver lacks', async () => {
   const count = 300;
-  const src = await makeFolder('resume', count, () => 20_000);
+  const src = await makeFolder(root, 'resume', count, () => 20_000);
   const out = join(root, 'out-resume');
   const port = await freePort();
   const receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on'))

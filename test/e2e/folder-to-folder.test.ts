@@ -4,12 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, createServer, type FramewireError } from '../../src/index.js';
 import { FolderSink } from '../../src/sinks/folder.js';
 import { folderSource } from '../../src/sources/folder.js';
+import { indexSeqs, makeFolder } from '../helpers/folders.js';
+import { freePort } from '../helpers/net.js';
 import { startCutProxy } from '../helpers/proxy.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -19,14 +21,6 @@ before(async () => {
   ({ dir: root, cleanup } = await tempDir());
 });
 after(async () => cleanup());
-
-async function makeFolder(name: string, count: number, size: (i: number) => number): Promise<string> {
-  const dir = join(root, name);
-  await mkdir(dir, { recursive: true });
-  for (let i = 0; i < count; i++)
-    await writeFile(join(dir, `${i}.jpg`), payload(i + name.length * 1000, size(i)));
-  return dir;
-}
 
 async function assertSameFolder(src: string, dst: string): Promise<void> {
   const want = (await readdir(src)).sort();
@@ -38,16 +32,8 @@ async function assertSameFolder(src: string, dst: string): Promise<void> {
   }
 }
 
-async function indexSeqs(dir: string): Promise<number[]> {
-  const text = await readFile(join(dir, 'index.jsonl'), 'utf8');
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => (JSON.parse(l) as { seq: number }).seq);
-}
-
 test('500 frames folder to folder arrive byte-identical, once each, in order', async () => {
-  const src = await makeFolder('f500', 500, (i) => 2000 + ((i * 7919) % 30000));
+  const src = await makeFolder(root, 'f500', 500, (i) => 2000 + ((i * 7919) % 30000), 4000);
   const out = join(root, 'out500');
   const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks: [await FolderSink.open(out)] });
   const client = await connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 32 });
@@ -61,8 +47,8 @@ test('500 frames folder to folder arrive byte-identical, once each, in order', a
 });
 
 test('a visible and an infrared stream share one connection', async () => {
-  const vis = await makeFolder('vis', 60, () => 5000);
-  const ir = await makeFolder('ir', 40, () => 3000);
+  const vis = await makeFolder(root, 'vis', 60, () => 5000, 3000);
+  const ir = await makeFolder(root, 'ir', 40, () => 3000, 2000);
   const out = join(root, 'out2');
   const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks: [await FolderSink.open(out)] });
   const kinds = new Map<string, string>();
@@ -113,16 +99,9 @@ function startReceiver(port: number, out: string): Promise<ChildProcess> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const s = await createServer({ listen: 'tcp://127.0.0.1:0' });
-  const p = s.port;
-  await s.close();
-  return p;
-}
-
 test('cut connections and a receiver killed (SIGKILL) and restarted: every frame exactly once', async () => {
   const count = 400;
-  const src = await makeFolder('cut', count, (i) => 20_000 + (i % 13) * 1000);
+  const src = await makeFolder(root, 'cut', count, (i) => 20_000 + (i % 13) * 1000, 3000);
   const out = join(root, 'outcut');
   const port = await freePort();
   let receiver = await startReceiver(port, out);
