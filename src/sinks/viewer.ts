@@ -9,6 +9,10 @@
  *
  * One WebSocket carries every stream to the page: browsers allow only about six HTTP connections per host,
  * so one MJPEG connection per tile would not scale. The protocol is described in docs/viewer.md.
+ *
+ * This file owns the ViewerSink facade (options, stream state, events, fan-out); the parts live beside it:
+ * viewer-http.ts (routes), viewer-clients.ts (WebSocket pages), viewer-mjpeg.ts (MJPEG readers),
+ * viewer-stats.ts (per-stream statistics), boxes.ts (detection boxes), viewer-page.ts (the page).
  */
 import diagnostics_channel from 'node:diagnostics_channel';
 import {
@@ -24,8 +28,25 @@ import { FramewireError } from '../errors.js';
 import { jpegSize } from '../jpeg.js';
 import { monoMs } from '../time.js';
 import type { ReceivedFrame, ReceivedMessage, ReceiverInfo, Sink, StreamInfo } from '../types.js';
+import { type Box, extractBoxes } from './boxes.js';
 import { FramewireMetrics } from './metrics.js';
-import { VIEWER_PAGE } from './viewer-page.js';
+import { type Client, heartbeat, type ViewerDebug, WsClient } from './viewer-clients.js';
+import { handleRequest, refuseUpgrade, send, type ViewerRoutes } from './viewer-http.js';
+import { MjpegClient, startMjpeg } from './viewer-mjpeg.js';
+import {
+  countFrame,
+  newState,
+  type StreamState,
+  type StreamStats,
+  streamList,
+  streamStats,
+} from './viewer-stats.js';
+
+// The parts, importable from here as before the split.
+export { type Box, extractBoxes } from './boxes.js';
+export type { ViewerDebug } from './viewer-clients.js';
+export { parseHostPort } from './viewer-http.js';
+export type { StreamStats } from './viewer-stats.js';
 
 /** Options of {@link ViewerSink}. */
 export interface ViewerOptions {
@@ -56,422 +77,8 @@ export interface ViewerOptions {
   metrics?: boolean;
 }
 
-/** A detection box in the frame's pixels (or in 0..1 when the message says `normalized`). */
-export interface Box {
-  x: number;
-  y: number;
-  w: number;
-  h: number;
-  label?: string;
-  score?: number;
-}
-
-/** Statistics of one stream, as `GET /api/streams` and the page show them. */
-export interface StreamStats {
-  name: string;
-  kind: StreamInfo['kind'];
-  mode: StreamInfo['mode'];
-  sender: string;
-  epoch: string;
-  /** False once its sender disconnected (the stream is removed after `offlineMs`). */
-  online: boolean;
-  frames: number;
-  bytes: number;
-  /** Frames per second over the last two seconds. */
-  fps: number;
-  /** Mean end-to-end latency (receive time minus capture time) over the last two seconds, ms. */
-  latencyMs: number | undefined;
-  /** Sequence numbers skipped between received frames (dropped anywhere before the viewer). */
-  missing: number;
-  /** Live frames the receiver dropped because storage was slower than the stream. */
-  receiverDrops: number;
-  /** Frames not sent to slow viewers (all viewers together). */
-  viewerDrops: number;
-  width: number;
-  height: number;
-  contentType: string | undefined;
-  lastSeq: number;
-  lastCaptureUs: number | undefined;
-  lastReceivedUs: number | undefined;
-  /** Paths of the stream's MJPEG and latest-frame endpoints. */
-  mjpeg: string;
-  jpeg: string;
-}
-
-/** What `viewer.debug()` reports about each connected viewer (for tests and troubleshooting). */
-export interface ViewerDebug {
-  id: number;
-  protocol: 'websocket' | 'mjpeg';
-  remote: string;
-  /** Frames waiting in this viewer's slots (at most one per stream). */
-  queuedFrames: number;
-  queuedBytes: number;
-  queuedTexts: number;
-  queuedTextBytes: number;
-  /** Bytes written to the socket and not yet sent. */
-  bufferedAmount: number;
-  sentFrames: number;
-  drops: number;
-}
-
-const BOUNDARY = 'framewire-frame';
 /** Frames shown to viewers: what a browser decodes. MJPEG carries JPEG only. */
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png']);
-const WINDOW_MS = 2000;
-
-function finite(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v);
-}
-
-function quad(v: unknown): [number, number, number, number] | undefined {
-  if (Array.isArray(v) && v.length >= 4 && v.slice(0, 4).every(finite)) {
-    return [v[0], v[1], v[2], v[3]] as [number, number, number, number];
-  }
-  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
-    const o = v as Record<string, unknown>;
-    const w = o.w ?? o.width;
-    const h = o.h ?? o.height;
-    if (finite(o.x) && finite(o.y) && finite(w) && finite(h)) return [o.x, o.y, w, h];
-  }
-  return undefined;
-}
-
-function boxOf(v: unknown): Box | undefined {
-  const plain = quad(v);
-  if (plain && Array.isArray(v)) return { x: plain[0], y: plain[1], w: plain[2], h: plain[3] };
-  if (v === null || typeof v !== 'object') return undefined;
-  const o = v as Record<string, unknown>;
-  const q = quad(o.box ?? o.bbox ?? o.rect) ?? plain;
-  if (!q) return undefined;
-  const box: Box = { x: q[0], y: q[1], w: q[2], h: q[3] };
-  const label = o.label ?? o.class ?? o.name;
-  if (typeof label === 'string') box.label = label.slice(0, 64);
-  else if (finite(label)) box.label = String(label);
-  const score = o.score ?? o.confidence ?? o.conf;
-  if (finite(score)) box.score = score;
-  return box;
-}
-
-/**
- * The detection boxes a JSON message carries, for drawing over the frame it refers to: `{"detections":
- * [[x,y,w,h], ...]}`, `[{"box":[x,y,w,h],"label":"person","score":0.9}, ...]`, and the like (keys
- * detections, boxes, objects or predictions; a box as [x,y,w,h] or {x,y,w,h} under box, bbox or rect).
- * `normalized` is true when every coordinate lies in 0..1 (fractions of the frame). Undefined when the
- * message carries no boxes. At most 1000 boxes.
- */
-export function extractBoxes(json: unknown): { boxes: Box[]; normalized: boolean } | undefined {
-  let list: unknown = json;
-  if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
-    const o = json as Record<string, unknown>;
-    list = o.detections ?? o.boxes ?? o.objects ?? o.predictions;
-  }
-  if (!Array.isArray(list) || list.length === 0) return undefined;
-  const boxes: Box[] = [];
-  for (const item of list.slice(0, 1000)) {
-    const b = boxOf(item);
-    if (b) boxes.push(b);
-  }
-  if (boxes.length === 0) return undefined;
-  const normalized = boxes.every((b) => [b.x, b.y, b.w, b.h].every((n) => n >= 0 && n <= 1));
-  return { boxes, normalized };
-}
-
-/** Parses "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT" (host defaults to `defaultHost`). */
-export function parseHostPort(s: string, defaultHost = '127.0.0.1'): { host: string; port: number } {
-  const t = s.trim();
-  const m = /^\d+$/.test(t) ? ['', undefined, '', t] : /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(t);
-  const port = Number(m?.[3]);
-  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new FramewireError('ERR_BAD_OPTION', `"${s}" is not HOST:PORT`, {
-      hint: 'e.g. 127.0.0.1:8080, 0.0.0.0:8080 or :8080',
-    });
-  }
-  const host = m[1] ?? m[2] ?? '';
-  return { host: host === '' ? defaultHost : host, port };
-}
-
-/** Per stream state. */
-interface StreamState {
-  info: StreamInfo;
-  online: boolean;
-  offlineSince: number;
-  latest: ReceivedFrame | undefined;
-  width: number;
-  height: number;
-  frames: number;
-  bytes: number;
-  lastSeq: number;
-  missing: number;
-  receiverDrops: number;
-  viewerDrops: number;
-  /** Arrival times (ms) and latencies (µs) of recent frames, a ring. */
-  times: Float64Array;
-  lat: Float64Array;
-  n: number;
-}
-
-const RING = 128;
-
-function newState(info: StreamInfo): StreamState {
-  return {
-    info,
-    online: true,
-    offlineSince: 0,
-    latest: undefined,
-    width: 0,
-    height: 0,
-    frames: 0,
-    bytes: 0,
-    lastSeq: -1,
-    missing: 0,
-    receiverDrops: 0,
-    viewerDrops: 0,
-    times: new Float64Array(RING),
-    lat: new Float64Array(RING),
-    n: 0,
-  };
-}
-
-interface Client {
-  readonly id: number;
-  readonly protocol: 'websocket' | 'mjpeg';
-  readonly remote: string;
-  /** Offers a frame; replaces (and counts) an unsent older one of the same stream. */
-  offer(frame: ReceivedFrame): void;
-  debug(): ViewerDebug;
-  close(): void;
-}
-
-/** A web page on the WebSocket. */
-class WsClient implements Client {
-  readonly protocol = 'websocket' as const;
-  readonly id: number;
-  readonly remote: string;
-  readonly ws: WebSocket;
-  readonly #viewer: ViewerSink;
-  readonly #limit: number;
-  readonly #maxTextBytes: number;
-  /** Newest unsent frame per stream; Map order makes the sending round-robin. */
-  readonly #slots = new Map<string, ReceivedFrame>();
-  #texts: string[] = [];
-  #textBytes = 0;
-  #scheduled = false;
-  #sent = 0;
-  #drops = 0;
-  readonly dropsByStream = new Map<string, number>();
-  alive = true;
-
-  constructor(
-    viewer: ViewerSink,
-    id: number,
-    ws: WebSocket,
-    remote: string,
-    limit: number,
-    maxTextBytes: number,
-  ) {
-    this.#viewer = viewer;
-    this.id = id;
-    this.ws = ws;
-    this.remote = remote;
-    this.#limit = limit;
-    this.#maxTextBytes = maxTextBytes;
-  }
-
-  offer(frame: ReceivedFrame): void {
-    const name = frame.stream.name;
-    if (this.#slots.has(name)) {
-      this.#drops++;
-      this.dropsByStream.set(name, (this.dropsByStream.get(name) ?? 0) + 1);
-      this.#viewer.countViewerDrop(name);
-    }
-    this.#slots.set(name, frame);
-    this.schedule();
-  }
-
-  /** Queues a text message; the oldest queued ones go when the queue passes its byte limit. */
-  text(s: string): void {
-    this.#texts.push(s);
-    this.#textBytes += s.length;
-    while (this.#textBytes > this.#maxTextBytes && this.#texts.length > 1) {
-      this.#textBytes -= this.#texts.shift()!.length;
-    }
-    this.schedule();
-  }
-
-  /** Sends on the next turn of the event loop, so that frame() and message() return at once. */
-  schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      this.pump();
-    });
-  }
-
-  /** Sends what the socket has room for: texts first, then one frame per stream in turn. */
-  pump(): void {
-    const ws = this.ws;
-    while (ws.readyState === ws.OPEN && ws.bufferedAmount < this.#limit) {
-      const t = this.#texts.shift();
-      if (t !== undefined) {
-        this.#textBytes -= t.length;
-        ws.send(t, (err) => this.#written(err));
-        continue;
-      }
-      const next = this.#slots.entries().next();
-      if (next.done) return;
-      const [name, f] = next.value;
-      this.#slots.delete(name);
-      const s = this.#viewer.streamSize(name);
-      const head = Buffer.from(
-        JSON.stringify({
-          stream: name,
-          seq: f.seq,
-          captureUs: f.captureUs,
-          receivedUs: f.receivedUs,
-          width: f.width || s?.width || 0,
-          height: f.height || s?.height || 0,
-          kind: f.stream.kind,
-          contentType: f.contentType,
-        }),
-      );
-      const prefix = Buffer.allocUnsafe(2);
-      prefix.writeUInt16BE(head.length, 0);
-      // Two fragments of one binary message: the payload is sent as it is, never copied into a new buffer.
-      ws.send(Buffer.concat([prefix, head]), { binary: true, fin: false });
-      ws.send(f.data, { binary: true, fin: true }, (err) => this.#written(err));
-      this.#sent++;
-    }
-  }
-
-  #written(err: Error | undefined | null): void {
-    if (!err) this.pump();
-  }
-
-  debug(): ViewerDebug {
-    let queuedBytes = 0;
-    for (const f of this.#slots.values()) queuedBytes += f.data.length;
-    return {
-      id: this.id,
-      protocol: this.protocol,
-      remote: this.remote,
-      queuedFrames: this.#slots.size,
-      queuedBytes,
-      queuedTexts: this.#texts.length,
-      queuedTextBytes: this.#textBytes,
-      bufferedAmount: this.ws.bufferedAmount,
-      sentFrames: this.#sent,
-      drops: this.#drops,
-    };
-  }
-
-  close(): void {
-    this.#slots.clear();
-    this.#texts = [];
-    this.#textBytes = 0;
-    try {
-      this.ws.close(1001, 'viewer closing');
-    } catch {
-      /* already gone */
-    }
-    const t = setTimeout(() => this.ws.terminate(), 1000);
-    t.unref();
-  }
-}
-
-/** A reader of /streams/NAME.mjpg. */
-class MjpegClient implements Client {
-  readonly protocol = 'mjpeg' as const;
-  readonly id: number;
-  readonly remote: string;
-  readonly stream: string;
-  readonly #res: ServerResponse;
-  readonly #viewer: ViewerSink;
-  readonly #limit: number;
-  #slot: ReceivedFrame | undefined;
-  #waiting = false;
-  #scheduled = false;
-  #sent = 0;
-  #drops = 0;
-
-  constructor(
-    viewer: ViewerSink,
-    id: number,
-    res: ServerResponse,
-    remote: string,
-    stream: string,
-    limit: number,
-  ) {
-    this.#viewer = viewer;
-    this.id = id;
-    this.#res = res;
-    this.remote = remote;
-    this.stream = stream;
-    this.#limit = limit;
-    res.on('drain', () => {
-      this.#waiting = false;
-      this.pump();
-    });
-  }
-
-  offer(frame: ReceivedFrame): void {
-    if (frame.stream.name !== this.stream || frame.contentType !== 'image/jpeg') return;
-    if (this.#slot) {
-      this.#drops++;
-      this.#viewer.countViewerDrop(this.stream);
-    }
-    this.#slot = frame;
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      this.pump();
-    });
-  }
-
-  pump(): void {
-    const res = this.#res;
-    const f = this.#slot;
-    if (!f || this.#waiting || res.destroyed || res.writableEnded) return;
-    if (res.writableLength >= this.#limit) {
-      this.#waiting = true;
-      return;
-    }
-    this.#slot = undefined;
-    const head =
-      `--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${f.data.length}\r\n` +
-      `X-Framewire-Seq: ${f.seq}\r\nX-Framewire-Capture-Us: ${f.captureUs}\r\n\r\n`;
-    res.cork();
-    res.write(head);
-    res.write(f.data);
-    const ok = res.write('\r\n');
-    res.uncork();
-    this.#sent++;
-    if (!ok) this.#waiting = true;
-  }
-
-  debug(): ViewerDebug {
-    return {
-      id: this.id,
-      protocol: this.protocol,
-      remote: this.remote,
-      queuedFrames: this.#slot ? 1 : 0,
-      queuedBytes: this.#slot?.data.length ?? 0,
-      queuedTexts: 0,
-      queuedTextBytes: 0,
-      bufferedAmount: this.#res.writableLength,
-      sentFrames: this.#sent,
-      drops: this.#drops,
-    };
-  }
-
-  close(): void {
-    this.#slot = undefined;
-    this.#res.end();
-    const t = setTimeout(() => this.#res.destroy(), 1000);
-    t.unref();
-  }
-}
 
 /** Wire form of a message for the page. */
 interface PageMessage {
@@ -550,7 +157,14 @@ export class ViewerSink implements Sink {
       if (s) s.receiverDrops++;
     });
 
-    this.#http = createHttpServer((req, res) => this.#request(req, res));
+    const routes: ViewerRoutes = {
+      metrics: this.metrics,
+      streams: () => this.streams(),
+      viewers: () => this.#clients.size,
+      stream: (name) => this.#streams.get(name),
+      mjpeg: (req, res, name) => this.#mjpeg(req, res, name),
+    };
+    this.#http = createHttpServer((req, res) => handleRequest(routes, req, res));
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
     this.#http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket as Socket, head));
   }
@@ -583,7 +197,7 @@ export class ViewerSink implements Sink {
     this.#port = typeof addr === 'object' && addr ? addr.port : port;
     this.#listening = true;
     this.#timers.push(setInterval(() => this.#tick(), this.options.statsIntervalMs));
-    this.#timers.push(setInterval(() => this.#heartbeat(), this.options.heartbeatMs));
+    this.#timers.push(setInterval(() => heartbeat(this.#clients), this.options.heartbeatMs));
     for (const t of this.#timers) t.unref();
   }
 
@@ -613,7 +227,7 @@ export class ViewerSink implements Sink {
 
   /** Statistics of every stream, as served by GET /api/streams. */
   streams(): StreamStats[] {
-    return [...this.#streams.values()].map((s) => this.#stats(s));
+    return [...this.#streams.values()].map(streamStats);
   }
 
   /** @internal The picture size last seen on stream `name`. */
@@ -645,13 +259,7 @@ export class ViewerSink implements Sink {
       s.lastSeq = -1;
       this.#streamsDirty = true;
     }
-    if (s.lastSeq >= 0 && f.seq > s.lastSeq + 1) s.missing += f.seq - s.lastSeq - 1;
-    s.lastSeq = f.seq;
-    s.frames++;
-    s.bytes += f.data.length;
-    const k = s.n++ % RING;
-    s.times[k] = performance.now();
-    s.lat[k] = f.receivedUs - f.captureUs;
+    countFrame(s, f);
     if (!IMAGE_TYPES.has(f.contentType)) return;
     let { width, height } = f;
     if ((width === 0 || height === 0) && f.contentType === 'image/jpeg') {
@@ -772,182 +380,23 @@ export class ViewerSink implements Sink {
     }
   }
 
-  #heartbeat(): void {
-    for (const c of this.#clients) {
-      if (!(c instanceof WsClient) || c.ws.readyState !== c.ws.OPEN) continue;
-      if (!c.alive) {
-        c.ws.terminate();
-        continue;
-      }
-      c.alive = false;
-      c.ws.ping();
-    }
-  }
-
-  #stats(s: StreamState): StreamStats {
-    const now = performance.now();
-    const count = Math.min(s.n, RING);
-    let inWindow = 0;
-    let first = Number.POSITIVE_INFINITY;
-    let last = 0;
-    let latSum = 0;
-    for (let i = 0; i < count; i++) {
-      const t = s.times[i]!;
-      if (now - t > WINDOW_MS) continue;
-      inWindow++;
-      first = Math.min(first, t);
-      last = Math.max(last, t);
-      latSum += s.lat[i]!;
-    }
-    const span = last - first;
-    const fps = inWindow >= 2 && span > 0 ? ((inWindow - 1) * 1000) / span : 0;
-    const enc = encodeURIComponent(s.info.name);
-    return {
-      name: s.info.name,
-      kind: s.info.kind,
-      mode: s.info.mode,
-      sender: s.info.sender,
-      epoch: s.info.epoch,
-      online: s.online,
-      frames: s.frames,
-      bytes: s.bytes,
-      fps: Math.round(fps * 10) / 10,
-      latencyMs: inWindow > 0 ? Math.round(latSum / inWindow / 100) / 10 : undefined,
-      missing: s.missing,
-      receiverDrops: s.receiverDrops,
-      viewerDrops: s.viewerDrops,
-      width: s.width,
-      height: s.height,
-      contentType: s.latest?.contentType,
-      lastSeq: s.lastSeq,
-      lastCaptureUs: s.latest?.captureUs,
-      lastReceivedUs: s.latest?.receivedUs,
-      mjpeg: `/streams/${enc}.mjpg`,
-      jpeg: `/streams/${enc}.jpg`,
-    };
-  }
-
-  #streamList(): unknown[] {
-    return [...this.#streams.values()].map((s) => ({
-      name: s.info.name,
-      kind: s.info.kind,
-      mode: s.info.mode,
-      sender: s.info.sender,
-      online: s.online,
-      width: s.width,
-      height: s.height,
-    }));
-  }
-
   #broadcastStreams(): void {
     this.#streamsDirty = false;
-    this.#broadcast(JSON.stringify({ type: 'streams', streams: this.#streamList() }));
+    this.#broadcast(JSON.stringify({ type: 'streams', streams: streamList(this.#streams.values()) }));
   }
 
   #broadcast(text: string): void {
     for (const c of this.#clients) if (c instanceof WsClient) c.text(text);
   }
 
-  // ---- HTTP --------------------------------------------------------------------------------------------
-
-  #request(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? '/', 'http://viewer');
-    const path = url.pathname;
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');
-      return;
-    }
-    if (path === '/' || path === '/index.html') {
-      res.writeHead(200, {
-        'Content-Type': 'text/html; charset=utf-8',
-        'Cache-Control': 'no-store',
-        'Content-Security-Policy':
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
-      });
-      res.end(req.method === 'HEAD' ? undefined : VIEWER_PAGE);
-      return;
-    }
-    if (path === '/api/streams') {
-      const body = JSON.stringify({ streams: this.streams(), viewers: this.#clients.size }, null, 2);
-      this.#send(req, res, 200, 'application/json; charset=utf-8', body);
-      return;
-    }
-    if (path === '/metrics' && this.metrics) {
-      const metrics = this.metrics;
-      metrics.metrics().then(
-        (text) => this.#send(req, res, 200, metrics.contentType, text),
-        (err: Error) => this.#send(req, res, 500, 'text/plain', `${err.message}\n`),
-      );
-      return;
-    }
-    if (path === '/healthz') {
-      this.#send(req, res, 200, 'text/plain', 'ok\n');
-      return;
-    }
-    const m = /^\/streams\/([^/]+)\.(mjpg|mjpeg|jpg|jpeg)$/.exec(path);
-    if (m) {
-      let name: string;
-      try {
-        name = decodeURIComponent(m[1]!);
-      } catch {
-        this.#send(req, res, 400, 'text/plain', 'bad stream name\n');
-        return;
-      }
-      const s = this.#streams.get(name);
-      if (!s) {
-        this.#send(req, res, 404, 'text/plain', `no stream named ${JSON.stringify(name)}\n`);
-        return;
-      }
-      if (m[2] === 'jpg' || m[2] === 'jpeg') this.#snapshot(req, res, s);
-      else this.#mjpeg(req, res, name);
-      return;
-    }
-    this.#send(req, res, 404, 'text/plain', 'not found\n');
-  }
-
-  #send(
-    req: IncomingMessage,
-    res: ServerResponse,
-    status: number,
-    type: string,
-    body: string | Buffer,
-  ): void {
-    res.writeHead(status, {
-      'Content-Type': type,
-      'Content-Length': Buffer.byteLength(body),
-      'Cache-Control': 'no-store',
-    });
-    res.end(req.method === 'HEAD' ? undefined : body);
-  }
-
-  #snapshot(req: IncomingMessage, res: ServerResponse, s: StreamState): void {
-    const f = s.latest;
-    if (!f) {
-      this.#send(req, res, 404, 'text/plain', `stream ${JSON.stringify(s.info.name)} has no picture yet\n`);
-      return;
-    }
-    res.setHeader('X-Framewire-Seq', String(f.seq));
-    res.setHeader('X-Framewire-Capture-Us', String(f.captureUs));
-    this.#send(req, res, 200, f.contentType, f.data);
-  }
+  // ---- viewers --------------------------------------------------------------------------------------------
 
   #mjpeg(req: IncomingMessage, res: ServerResponse, name: string): void {
     if (this.#clients.size >= this.options.maxViewers) {
-      this.#send(req, res, 503, 'text/plain', `too many viewers (maxViewers ${this.options.maxViewers})\n`);
+      send(req, res, 503, 'text/plain', `too many viewers (maxViewers ${this.options.maxViewers})\n`);
       return;
     }
-    res.writeHead(200, {
-      'Content-Type': `multipart/x-mixed-replace; boundary=${BOUNDARY}`,
-      'Cache-Control': 'no-store, no-cache, must-revalidate',
-      Pragma: 'no-cache',
-      Connection: 'close',
-    });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    res.socket?.setNoDelay(true);
+    if (!startMjpeg(req, res)) return;
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const c = new MjpegClient(this, this.#nextId++, res, remote, name, this.options.maxBufferedBytes);
     this.#clients.add(c);
@@ -960,33 +409,8 @@ export class ViewerSink implements Sink {
   }
 
   #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const url = new URL(req.url ?? '/', 'http://viewer');
-    const refuse = (status: number, why: string): void => {
-      socket.end(`HTTP/1.1 ${status} ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    };
-    if (url.pathname !== '/ws' || this.#closing) {
-      refuse(404, 'Not Found');
-      return;
-    }
-    // A page of another site must not read the cameras through the visitor's browser (no CORS for
-    // WebSockets): browsers send Origin, and it must name this very host.
-    const origin = req.headers.origin;
-    if (origin !== undefined) {
-      let ok = false;
-      try {
-        ok = new URL(origin).host === req.headers.host;
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
-        refuse(403, 'Forbidden');
-        return;
-      }
-    }
-    if (this.#clients.size >= this.options.maxViewers) {
-      refuse(503, 'Service Unavailable');
-      return;
-    }
+    const full = () => this.#clients.size >= this.options.maxViewers;
+    if (refuseUpgrade(req, socket, this.#closing !== undefined, full)) return;
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#page(ws, req));
   }
 
@@ -1014,7 +438,7 @@ export class ViewerSink implements Sink {
       JSON.stringify({
         type: 'hello',
         viewer: c.id,
-        streams: this.#streamList(),
+        streams: streamList(this.#streams.values()),
         messages: this.#messages,
       }),
     );
