@@ -18,4 +18,12 @@ export {
   naturalCompare,
   type OpenedFolderSource,
 } from './folder.js';
+export {
+  type BusDelivery,
+  type ConsumeStats,
+  JetStreamSource,
+  type JetStreamSourceOptions,
+  parseStartFrom,
+  type StartFrom,
+} from './jetstream.js';
 export { jpegSize, MpjpegSplitter } from './mpjpeg.js';
