@@ -5,6 +5,7 @@
  */
 import {
   AckPolicy,
+  type Consumer,
   type ConsumerConfig,
   type ConsumerMessages,
   DeliverPolicy,
@@ -39,7 +40,10 @@ export interface JetStreamSourceOptions extends BusConnectOptions {
   maxAckPending?: number;
   /** Deliveries asked for per pull (default 16). */
   batch?: number;
-  /** Pull request expiry, ms (default 5000): a lost stream or consumer leader is noticed within it. */
+  /**
+   * Pull request expiry, ms (default 2000, at least 1000): a lost stream or consumer leader is noticed
+   * within it, and a stop waits for it at most.
+   */
   expiresMs?: number;
   /** Idle heartbeat the server sends on a pull, ms (default 1000). */
   heartbeatMs?: number;
@@ -76,6 +80,7 @@ export interface ConsumeStats {
 }
 
 const NANOS = 1_000_000;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Parses `new`, `first` or a time (ISO 8601, or a duration ago such as `10m`). Throws ERR_BAD_OPTION. */
 export function parseStartFrom(text: string): StartFrom {
@@ -110,7 +115,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   readonly #bus: Bus;
   readonly #opts: JetStreamSourceOptions;
   readonly #wanted: Set<string> | undefined;
-  #messages: ConsumerMessages | undefined;
+  #pull: ConsumerMessages | undefined;
   #objects: Promise<ObjectStore> | undefined;
   #closed = false;
 
@@ -194,42 +199,48 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<BusDelivery> {
-    if (this.#closed) return;
     const { cfg, js } = this.#bus;
     const o = this.#opts;
-    let msgs: ConsumerMessages;
-    try {
-      const consumer = await js.consumers.get(cfg.stream, this.group);
-      msgs = await consumer.consume({
-        max_messages: o.batch ?? 16,
-        expires: Math.max(1000, o.expiresMs ?? 5000),
-        idle_heartbeat: o.heartbeatMs ?? 1000,
-      });
-    } catch (err) {
-      throw busError(err, cfg, `cannot consume group "${this.group}"`);
-    }
-    this.#messages = msgs;
-    if (o.onStatus) {
-      const onStatus = o.onStatus;
-      void (async () => {
-        for await (const s of msgs.status()) {
-          if (
-            s.type === 'heartbeats_missed' ||
-            s.type === 'consumer_not_found' ||
-            s.type === 'stream_not_found'
-          )
-            onStatus(`bus ${s.type.replace(/_/g, ' ')}`);
-        }
-      })().catch(() => {});
-    }
-    for await (const m of msgs) {
-      if (this.#closed) {
-        // Taken from the server but not handled: give it back at once rather than after ack_wait.
-        m.nak();
+    const batch = o.batch ?? 16;
+    const expires = Math.max(1000, o.expiresMs ?? 2000);
+    let consumer: Consumer | undefined;
+    // One pull (fetch) at a time, each ending when full or after `expires`: a stop waits for the pull in
+    // flight and gives back what it brings, so no delivery is left to wait for ack_wait; and a lost stream
+    // or consumer leader is noticed within `expires` rather than after the client's 30 s default.
+    for (let attempt = 0; !this.#closed; ) {
+      let pull: ConsumerMessages;
+      try {
+        consumer ??= await js.consumers.get(cfg.stream, this.group);
+        pull = await consumer.fetch({ max_messages: batch, expires, idle_heartbeat: o.heartbeatMs ?? 1000 });
+      } catch (err) {
+        const e = busError(err, cfg, `cannot consume group "${this.group}"`);
+        if (e.code === 'ERR_BUS_REFUSED' || this.#bus.nc.isClosed()) throw e;
+        o.onStatus?.(`${e.message} (trying again)`);
+        await sleep(Math.min(250 * 2 ** attempt++, 2000));
         continue;
       }
-      const d = await this.#decode(m);
-      if (d) yield d;
+      this.#pull = pull;
+      try {
+        for await (const m of pull) {
+          attempt = 0;
+          if (this.#closed) {
+            // Taken from the server but not handled: give it back at once rather than after ack_wait.
+            m.nak();
+            continue;
+          }
+          const d = await this.#decode(m);
+          if (d) yield d;
+        }
+      } catch (err) {
+        // Heartbeats missed, a leader lost mid-pull: pull again.
+        if (this.#bus.nc.isClosed()) return;
+        const e = busError(err, cfg, `pull on group "${this.group}" failed`);
+        if (e.code === 'ERR_BUS_REFUSED') throw e;
+        o.onStatus?.(`${e.message} (pulling again)`);
+        await sleep(Math.min(250 * 2 ** attempt++, 2000));
+      } finally {
+        this.#pull = undefined;
+      }
     }
   }
 
@@ -325,7 +336,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
       stats.bad++;
       opts.onError?.(err);
     };
-    const onAbort = () => void this.stop();
+    const onAbort = () => this.stop();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.signal?.aborted) return stats;
     try {
@@ -360,15 +371,19 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     return stats;
   }
 
-  /** Stops pulling: the iteration ends after the delivery in hand; deliveries taken but not handed out are given back. */
-  async stop(): Promise<void> {
+  /**
+   * Stops pulling: the iteration ends after the delivery in hand and the pull in flight (at most
+   * `expiresMs`); deliveries taken but not handed out are given back (nak).
+   */
+  stop(): void {
     this.#closed = true;
-    await this.#messages?.close().catch(() => undefined);
   }
 
   /** Stops, then flushes the acknowledgements and closes the connection. */
   async close(): Promise<void> {
-    await this.stop();
+    this.stop();
+    // Whatever a pull still brings after the iteration ended goes back to the group.
+    await this.#pull?.close().catch(() => undefined);
     await this.#bus.nc.flush().catch(() => {});
     await this.#bus.nc.drain().catch(() => this.#bus.nc.close());
   }
