@@ -118,7 +118,11 @@ async function consumeCommand(
     log(
       `consuming ${source.filter} on ${source.url} as group "${source.group}"${opts.out ? `, saving to ${resolve(opts.out)}` : ''}`,
     );
-    if (viewer) log(`viewer on ${viewer.url}`);
+    if (viewer) {
+      // A viewer shows the newest frame of each stream at once, not after the group's next delivery.
+      for (const f of await source.latest()) await viewer.frame(f);
+      log(`viewer on ${viewer.url}`);
+    }
     const stats = await source.deliverTo(sinks, {
       signal: io.signal,
       onFrame: printFrames

@@ -244,6 +244,42 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     }
   }
 
+  /**
+   * The newest frame of each framewire stream the group takes, read straight from the JetStream stream
+   * (last message per subject) without touching the group: what a live viewer shows at once, before the
+   * group's next delivery. Frames whose bytes are gone from the object store are left out.
+   */
+  async latest(): Promise<ReceivedFrame[]> {
+    const { cfg, jsm } = this.#bus;
+    const messagesSubject = `${cfg.prefix}._messages`;
+    let subjects: string[];
+    try {
+      const info = await jsm.streams.info(cfg.stream, { subjects_filter: this.filter });
+      subjects = Object.keys(info.state.subjects ?? {}).filter((s) => s !== messagesSubject);
+    } catch (err) {
+      throw busError(err, cfg, `cannot list the subjects of ${cfg.stream}`);
+    }
+    const frames: ReceivedFrame[] = [];
+    for (const subject of subjects.sort()) {
+      try {
+        const m = await jsm.streams.getMessage(cfg.stream, { last_by_subj: subject });
+        if (!m) continue;
+        const d = decodeBusMessage(subject, m.header, m.data);
+        if (d.type !== 'frame') continue;
+        if (this.#wanted && !this.#wanted.has(d.frame.stream.name)) continue;
+        if (d.object !== undefined) {
+          const data = await this.#fetchObject(d.object);
+          if (!data) continue;
+          d.frame.data = data;
+        }
+        frames.push(d.frame);
+      } catch (err) {
+        this.#warn(toFramewireError(err, ErrorCode.BUS_BAD_MESSAGE, `the newest message on ${subject}`));
+      }
+    }
+    return frames;
+  }
+
   /** Turns a JetStream message into a delivery; undefined (and handled) when it is not one to hand out. */
   async #decode(m: JsMsg): Promise<BusDelivery | undefined> {
     const base: DeliveryBase = {

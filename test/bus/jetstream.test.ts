@@ -21,6 +21,7 @@ import {
   type ReceivedFrame,
 } from '../../src/index.js';
 import { capture } from '../helpers/cli.js';
+import { noiseJpeg } from '../helpers/images.js';
 import { HAVE_NATS, NatsServer } from '../helpers/nats.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -329,4 +330,62 @@ test('a bus that refuses a frame (headers above max_payload): ERR_BUS_REFUSED, t
   } finally {
     await small.close();
   }
+});
+
+test('consume --view shows the newest frame of each stream at once, to a viewer that joins late', {
+  skip,
+}, async () => {
+  const url = `${nats!.url}?stream=T6&prefix=t6`;
+  const bus = await JetStreamSink.open({ url });
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks: [bus] });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  const a = client.stream('front');
+  const b = client.stream('rear');
+  const jpegs = await Promise.all([1, 2, 3].map((i) => noiseJpeg(64, 48, i)));
+  await a.send({ data: jpegs[0]!, contentType: 'image/jpeg' });
+  await a.send({ data: jpegs[1]!, contentType: 'image/jpeg' });
+  await b.send({ data: jpegs[2]!, contentType: 'image/jpeg' });
+  await client.close();
+  await server.close();
+  // A group that starts at new frames gets none of these; the viewer shows them all the same.
+  const io = capture();
+  const ac = new AbortController();
+  const done = run(['consume', url, '--view', '127.0.0.1:0', '--from', 'new', '--group', 'live'], {
+    ...io,
+    signal: ac.signal,
+  });
+  await waitFor(() => /viewer on http:\/\/[^\s]+/.test(io.err()), 15_000, 'the viewer');
+  const base = /viewer on (http:\/\/[^\s]+)/.exec(io.err())![1]!.replace(/\/$/, '');
+  const front = Buffer.from(await (await fetch(`${base}/streams/front.jpg`)).arrayBuffer());
+  const rear = Buffer.from(await (await fetch(`${base}/streams/rear.jpg`)).arrayBuffer());
+  ac.abort();
+  assert.equal(await done, 0, io.err());
+  assert.ok(front.equals(jpegs[1]!), 'the newest frame of front');
+  assert.ok(rear.equals(jpegs[2]!), 'the newest frame of rear');
+  assert.match(io.err(), /consumed 0 frames/);
+});
+
+test('serve --publish beside --out: each frame in the folder and on the bus', { skip }, async () => {
+  const url = `${nats!.url}?stream=T7&prefix=t7`;
+  const out = join(root, 'serve-out');
+  const io = capture();
+  const ac = new AbortController();
+  const done = run(['serve', '--listen', 'tcp://127.0.0.1:0', '--out', out, '--publish', url], {
+    ...io,
+    signal: ac.signal,
+  });
+  await waitFor(() => /receiving on tcp:\/\/127\.0\.0\.1:\d+/.test(io.err()), 15_000, 'the receiver');
+  assert.match(io.err(), /publishing to JetStream on nats:\/\/127\.0\.0\.1:\d+/);
+  const port = Number(/receiving on tcp:\/\/127\.0\.0\.1:(\d+)/.exec(io.err())![1]);
+  const client = await connect(`tcp://127.0.0.1:${port}`);
+  const cam = client.stream('cam9');
+  for (let i = 0; i < 3; i++) await cam.send({ data: payload(i, 4000) });
+  assert.equal((await client.close()).framesAcked, 3);
+  ac.abort();
+  assert.equal(await done, 0, io.err());
+  assert.equal((await indexEntries(join(out, 'cam9'))).length, 3);
+  const nc = await natsConnect({ servers: nats!.url });
+  const info = await (await jetstreamManager(nc)).streams.info('T7', { subjects_filter: 't7.>' });
+  await nc.close();
+  assert.deepEqual(info.state.subjects, { 't7.cam9': 3 });
 });
