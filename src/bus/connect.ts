@@ -67,6 +67,10 @@ export function isRefusal(err: unknown): boolean {
     return true;
   // 503: JetStream temporarily without a leader (a restart, an election): worth retrying.
   if (err instanceof JetStreamApiError) return err.status !== 503;
+  // A certificate the client does not trust, or a server that does not speak TLS: a configuration fault.
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return true;
+  if (/certificate|self[- ]signed|tls|ssl/i.test(describe(err))) return true;
   const cause = (err as { cause?: unknown } | null)?.cause;
   return cause !== undefined && cause !== err && isRefusal(cause);
 }

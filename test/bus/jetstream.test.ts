@@ -3,9 +3,11 @@
  * frames through the object store, publish deduplication, the folder written once, and the bus errors.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { run } from '../../src/cli/run.js';
@@ -388,4 +390,62 @@ test('serve --publish beside --out: each frame in the folder and on the bus', { 
   const info = await (await jetstreamManager(nc)).streams.info('T7', { subjects_filter: 't7.>' });
   await nc.close();
   assert.deepEqual(info.state.subjects, { 't7.cam9': 3 });
+});
+
+test('TLS to the bus with a token: tls://TOKEN@host and the CA; without the CA the bus is refused', {
+  skip,
+}, async () => {
+  const dir = join(root, 'tls');
+  await promisify(execFile)('mkdir', ['-p', dir]);
+  await promisify(execFile)('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    join(dir, 'key.pem'),
+    '-out',
+    join(dir, 'cert.pem'),
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ]);
+  const secure = await NatsServer.start({
+    config: `tls { cert_file: "${join(dir, 'cert.pem')}", key_file: "${join(dir, 'key.pem')}" }\nauthorization { token: "t0ken" }\n`,
+  });
+  try {
+    const url = `tls://t0ken@127.0.0.1:${secure.port}?stream=S`;
+    const ca = await readFile(join(dir, 'cert.pem'));
+    const bus = await JetStreamSink.open({ url, tls: { ca } });
+    assert.equal(bus.url, `tls://127.0.0.1:${secure.port}`, 'no token in the URL shown');
+    const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks: [bus] });
+    const client = await connect(`tcp://127.0.0.1:${server.port}`);
+    await client.stream('cam0').send({ data: payload(5, 3000) });
+    await client.close();
+    await server.close();
+    const src = await JetStreamSource.open({ url, tls: { ca }, group: 'tls' });
+    for await (const d of src) {
+      assert.equal(d.type, 'frame');
+      if (d.type === 'frame') assert.ok(d.frame.data.equals(payload(5, 3000)));
+      d.ack();
+      break;
+    }
+    await src.close();
+    let code = 'no error';
+    await JetStreamSink.open({ url, connectTimeoutMs: 2000 }).then(
+      (s) => s.close(),
+      (err: FramewireError) => {
+        code = err.code;
+      },
+    );
+    assert.equal(code, 'ERR_BUS_REFUSED', 'an untrusted certificate is a refusal, not a network fault');
+  } finally {
+    await secure.close();
+  }
 });
