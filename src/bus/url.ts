@@ -4,6 +4,7 @@
  * with when missing. Pure parsing; no sockets.
  */
 import { FramewireError } from '../errors.js';
+import { parseByteSize } from '../sizes.js';
 
 /** What a bus URL says, ready for the NATS client and the stream configuration. */
 export interface BusConfig {
@@ -44,22 +45,6 @@ export const BUS_URL_PARAMS = [
   'tls',
 ] as const;
 
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1e3,
-  kb: 1e3,
-  m: 1e6,
-  mb: 1e6,
-  g: 1e9,
-  gb: 1e9,
-  t: 1e12,
-  tb: 1e12,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
-  tib: 1024 ** 4,
-};
 const TIME_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 function bad(url: string, why: string): FramewireError {
@@ -77,17 +62,6 @@ export function parseDuration(text: string, what: string): number {
     });
   }
   return Math.round(Number(m[1]) * (TIME_UNITS[(m[2] ?? 's').toLowerCase()] ?? 1000));
-}
-
-function parseSize(text: string, what: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) {
-    throw new FramewireError('ERR_BAD_OPTION', `${what} "${text}" is not a size`, {
-      hint: 'write a number of bytes with an optional unit: 500MB, 10GiB',
-    });
-  }
-  return Math.round(Number(m[1]) * unit);
 }
 
 /** The URL with its password or token replaced by `***`. */
@@ -160,7 +134,7 @@ export function parseBusUrl(url: string): BusConfig {
         cfg.maxAgeMs = parseDuration(v, 'max-age');
         break;
       case 'max-bytes':
-        cfg.maxBytes = parseSize(v, 'max-bytes');
+        cfg.maxBytes = parseByteSize(v, 'max-bytes');
         break;
       case 'duplicate-window':
         cfg.duplicateWindowMs = parseDuration(v, 'duplicate-window');

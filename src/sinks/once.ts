@@ -6,7 +6,7 @@
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkStreamName } from '../session/names.js';
+import { checkStreamName } from '../names.js';
 import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
 import type { FolderSink } from './folder.js';
 

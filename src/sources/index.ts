@@ -10,7 +10,6 @@ export {
   parseFfmpegInput,
 } from './ffmpeg.js';
 export {
-  contentTypeOf,
   DEFAULT_EXTENSIONS,
   FolderSource,
   type FolderSourceOptions,
@@ -26,4 +25,4 @@ export {
   parseStartFrom,
   type StartFrom,
 } from './jetstream.js';
-export { jpegSize, MpjpegSplitter } from './mpjpeg.js';
+export { MpjpegSplitter } from './mpjpeg.js';
