@@ -40,6 +40,25 @@ export interface BusConnectOptions {
   onStatus?: (text: string) => void;
   /** How long the first connection attempt may take, ms (default 5000). */
   connectTimeoutMs?: number;
+  /**
+   * How long opening waits for JetStream to answer about the stream or the group (a cluster electing a
+   * leader answers with timeouts for a few seconds), ms (default 15000); then ERR_BUS_UNREACHABLE.
+   */
+  startRetryMs?: number;
+}
+
+/** Runs `fn` again while it fails with ERR_BUS_UNREACHABLE, for up to `forMs`. */
+export async function retryUnreachable<T>(fn: () => Promise<T>, forMs: number): Promise<T> {
+  const deadline = Date.now() + forMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof FramewireError) || err.code !== 'ERR_BUS_UNREACHABLE' || Date.now() >= deadline)
+        throw err;
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2000)));
+    }
+  }
 }
 
 export interface Bus {

@@ -18,6 +18,7 @@ import {
   connectBus,
   ensureStream,
   isRefusal,
+  retryUnreachable,
 } from '../bus/connect.js';
 import { redact, subjectToken } from '../bus/url.js';
 import { FramewireError } from '../errors.js';
@@ -84,7 +85,7 @@ export class JetStreamSink implements Sink {
   static async open(opts: JetStreamSinkOptions): Promise<JetStreamSink> {
     const bus = await connectBus({ name: 'framewire serve', ...opts });
     try {
-      await ensureStream(bus);
+      await retryUnreachable(() => ensureStream(bus), opts.startRetryMs ?? 15_000);
     } catch (err) {
       await bus.nc.close().catch(() => {});
       throw err;

@@ -14,7 +14,7 @@ import {
 } from '@nats-io/jetstream';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { decodeBusMessage } from '../bus/codec.js';
-import { type Bus, type BusConnectOptions, busError, connectBus } from '../bus/connect.js';
+import { type Bus, type BusConnectOptions, busError, connectBus, retryUnreachable } from '../bus/connect.js';
 import { parseDuration, subjectToken } from '../bus/url.js';
 import { ErrorCode, FramewireError, toFramewireError } from '../errors.js';
 import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
@@ -138,7 +138,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     const bus = await connectBus({ name: `framewire consume ${opts.group ?? 'framewire'}`, ...opts });
     const src = new JetStreamSource(bus, opts);
     try {
-      await src.#ensureConsumer();
+      await retryUnreachable(() => src.#ensureConsumer(), opts.startRetryMs ?? 15_000);
     } catch (err) {
       await bus.nc.close().catch(() => {});
       throw err;
