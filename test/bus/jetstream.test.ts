@@ -20,6 +20,7 @@ import {
   JetStreamSource,
   OnceFolderSink,
   parseBusUrl,
+  parseStartFrom,
   type ReceivedFrame,
 } from '../../src/index.js';
 import { capture } from '../helpers/cli.js';
@@ -94,6 +95,14 @@ test('the bus URL: servers, credentials, limits; bad ones are refused with a cod
     code(() => parseBusUrl('nats://h?max-bytes=lots')),
     'ERR_BAD_OPTION',
   );
+  assert.equal(
+    code(() => parseStartFrom('yesterday-ish')),
+    'ERR_BAD_OPTION',
+  );
+  assert.equal(parseStartFrom('new'), 'new');
+  assert.equal((parseStartFrom('2026-01-31T12:00:00Z') as Date).toISOString(), '2026-01-31T12:00:00.000Z');
+  const tenMinAgo = (parseStartFrom('10m') as Date).getTime();
+  assert.ok(Math.abs(Date.now() - 600_000 - tenMinAgo) < 5000);
 });
 
 test('frames and messages go through the bus: small, large (object store), once each in the folder', {
@@ -287,6 +296,12 @@ test('bus errors: unreachable, no JetStream, wrong password, and an unknown grou
     const io2 = capture();
     assert.equal(await run(['consume', `${nats!.url}?colour=red`], io2), 2);
     assert.match(io2.err(), /ERR_BAD_URL/);
+    const io4 = capture();
+    assert.equal(await run(['consume', nats!.url, '--from', 'someday'], io4), 2);
+    assert.match(io4.err(), /--from "someday" is not new, first/);
+    const io5 = capture();
+    assert.equal(await run(['consume', nats!.url, '--ack-wait', 'long'], io5), 2);
+    assert.match(io5.err(), /--ack-wait "long" is not a duration/);
     const io3 = capture();
     assert.equal(await run(['consume', nats!.url, '--group', 'a.b'], io3), 2);
     assert.match(io3.err(), /ERR_BAD_OPTION/);
