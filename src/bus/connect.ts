@@ -202,3 +202,17 @@ export async function ensureStream(bus: Bus): Promise<void> {
     throw busError(err, cfg, `cannot create JetStream stream ${cfg.stream}`);
   }
 }
+
+/**
+ * Drains the connection (flushes what is buffered, acknowledgements included) and closes it; closes it
+ * outright when draining takes longer than `ms` (a bus that is down would keep a drain waiting).
+ */
+export async function closeBus(bus: Bus, ms = 5000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), ms);
+  });
+  const r = await Promise.race([bus.nc.drain().catch(() => 'failed' as const), late]);
+  clearTimeout(timer);
+  if (r === 'late' || r === 'failed') await bus.nc.close().catch(() => {});
+}

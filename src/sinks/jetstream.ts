@@ -15,6 +15,7 @@ import {
   type Bus,
   type BusConnectOptions,
   busError,
+  closeBus,
   connectBus,
   ensureStream,
   isRefusal,
@@ -208,7 +209,7 @@ export class JetStreamSink implements Sink {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#inFlight]);
-      await this.#bus.nc.drain().catch(() => this.#bus.nc.close());
+      await closeBus(this.#bus);
     })();
     return this.#closing;
   }

@@ -14,7 +14,14 @@ import {
 } from '@nats-io/jetstream';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { decodeBusMessage } from '../bus/codec.js';
-import { type Bus, type BusConnectOptions, busError, connectBus, retryUnreachable } from '../bus/connect.js';
+import {
+  type Bus,
+  type BusConnectOptions,
+  busError,
+  closeBus,
+  connectBus,
+  retryUnreachable,
+} from '../bus/connect.js';
 import { parseDuration, subjectToken } from '../bus/url.js';
 import { ErrorCode, FramewireError, toFramewireError } from '../errors.js';
 import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
@@ -421,6 +428,6 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     // Whatever a pull still brings after the iteration ended goes back to the group.
     await this.#pull?.close().catch(() => undefined);
     await this.#bus.nc.flush().catch(() => {});
-    await this.#bus.nc.drain().catch(() => this.#bus.nc.close());
+    await closeBus(this.#bus);
   }
 }
