@@ -9,8 +9,9 @@
 //   BENCH_SECONDS    measured seconds per row (default 4)
 //   BENCH_WARMUP     warm-up seconds per row before measuring (default 1)
 //   BENCH_SIZES      comma-separated frame sizes in bytes (default 31000,123000,425000)
-//   BENCH_ROWS       comma-separated row ids to run: baseline, null, null-nocrc, folder, null-w512 (default: all but
-//                    null-w512)
+//   BENCH_ROWS       comma-separated row ids to run: baseline, null, null-nocrc, folder, null-w512, udp, bus
+//                    (default: all but null-w512)
+//   BENCH_BUS_FRAMES frames per bus row (default 1000; bench/bus.mjs)
 //   BENCH_POOL       distinct random payloads per size (default 8)
 //   BENCH_MAX_FRAMES end a row's measured window after this many frames sent (default: time only)
 //   BENCH_CPU_PROF   1: run the children under --cpu-prof, profiles in bench/out/prof/
@@ -92,8 +93,8 @@ const rows = [];
 for (const size of SIZES) {
   for (const k of KINDS) if (wanted ? wanted.has(k.id) : !k.optional) rows.push({ ...k, size });
 }
-if (rows.length === 0) {
-  console.error(`BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}`);
+if (rows.length === 0 && !wanted?.has('udp') && !wanted?.has('bus')) {
+  console.error(`BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}, udp, bus`);
   process.exit(2);
 }
 
@@ -124,7 +125,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 const ROW_BUDGET_S = WARMUP + SECONDS + QUIET_S + 45;
-const RUN_BUDGET_S = rows.length * REPEAT * ROW_BUDGET_S;
+// The UDP and bus rows (bench/udp.mjs, bench/bus.mjs) keep their own per-row deadlines; this adds room for them.
+const RUN_BUDGET_S = rows.length * REPEAT * ROW_BUDGET_S + 600;
 const globalTimer = setTimeout(() => {
   console.error(`bench: the whole run exceeded ${RUN_BUDGET_S} s; killing everything`);
   cleanup();
@@ -512,12 +514,18 @@ const udp =
     ? undefined
     : await (await import('./udp.mjs')).runUdpBench({ seconds: SECONDS, warmup: WARMUP });
 if (udp) failures += udp.failures;
-const report = `${header()}\n\n${table(results)}\n\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}`;
+// Bus rows (bench/bus.mjs: NATS JetStream, skipped without nats-server); BENCH_ROWS without "bus" skips them.
+const bus =
+  wanted && !wanted.has('bus')
+    ? undefined
+    : await (await import('./bus.mjs')).runBusBench({ tmpParent: TMP_PARENT });
+if (bus) failures += bus.failures;
+const report = `${header()}\n\n${table(results)}\n\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${bus ? `\n${bus.table}\n` : ''}`;
 process.stdout.write(report);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(
   join(outDir, 'latest.json'),
-  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results }, null, 2)}\n`,
+  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results, busRows: bus?.results }, null, 2)}\n`,
 );
 console.error(`bench: wrote ${join(outDir, 'latest.json')}`);
 clearTimeout(globalTimer);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The layering rules of docs/architecture.md, checked over the import graph of src/:
-//   bottom modules → protocol, sync → transports → session → compat, sources, sinks → endpoints, index → cli
+//   bottom modules → protocol, sync → transports → session → compat, (bus →) sources, sinks → endpoints, index → cli
 // Usage: node scripts/check-imports.mjs [SRC_DIR]   (exit 1 and one line per broken rule)
 // Also imported by test/architecture.test.ts, which runs it in `npm test`.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -32,13 +32,26 @@ export const MAY_IMPORT = {
   transports: ['protocol'],
   session: ['protocol', 'sync', 'transports'],
   compat: ['protocol', 'sync', 'transports', 'session'],
+  // The NATS JetStream bus (URL, header codec, connection) shared by the JetStream sink and source.
+  bus: ['protocol'],
   // A source or a sink sees frames, never a socket: no session, no transport (they meet in src/types.ts).
-  sources: ['protocol'],
-  sinks: ['protocol', 'sync'],
+  sources: ['protocol', 'bus'],
+  sinks: ['protocol', 'sync', 'bus'],
   endpoints: ['protocol', 'sync', 'transports', 'session', 'compat', 'sources', 'sinks'],
-  index: ['protocol', 'sync', 'transports', 'session', 'compat', 'sources', 'sinks', 'endpoints'],
+  index: ['protocol', 'sync', 'transports', 'session', 'compat', 'bus', 'sources', 'sinks', 'endpoints'],
   // The command line sits on top; nothing imports it.
-  cli: ['protocol', 'sync', 'transports', 'session', 'compat', 'sources', 'sinks', 'endpoints', 'index'],
+  cli: [
+    'protocol',
+    'sync',
+    'transports',
+    'session',
+    'compat',
+    'bus',
+    'sources',
+    'sinks',
+    'endpoints',
+    'index',
+  ],
 };
 
 export function layerOf(rel) {

@@ -56,6 +56,10 @@ export const ErrorCode = {
   // the UDP transport (src/transports/udp)
   REASSEMBLY_LIMIT: 'ERR_REASSEMBLY_LIMIT',
   DATAGRAM_TOO_LARGE: 'ERR_DATAGRAM_TOO_LARGE',
+  // the NATS JetStream bus (src/bus, sinks/jetstream.ts, sources/jetstream.ts)
+  BUS_UNREACHABLE: 'ERR_BUS_UNREACHABLE',
+  BUS_REFUSED: 'ERR_BUS_REFUSED',
+  BUS_BAD_MESSAGE: 'ERR_BUS_BAD_MESSAGE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

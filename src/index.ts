@@ -6,6 +6,8 @@
  * ```
  * Everything public is exported from here; nothing else is part of the API.
  */
+export type { BusConnectOptions, BusTls } from './bus/connect.js';
+export { BUS_URL_PARAMS, type BusConfig, parseBusUrl } from './bus/url.js';
 export {
   LEGACY_DEFAULT_PORTS,
   type LegacyClientStats,
@@ -61,7 +63,9 @@ export {
   type ServerOptions,
 } from './session/server.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
+export { JetStreamSink, type JetStreamSinkOptions, type JetStreamSinkStats } from './sinks/jetstream.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
+export { OnceFolderSink, type OnceStats } from './sinks/once.js';
 export {
   type Box,
   createViewer,
@@ -79,6 +83,14 @@ export {
   isFfmpegInput,
 } from './sources/ffmpeg.js';
 export { FolderSource, type FolderSourceOptions, folderSource, naturalCompare } from './sources/folder.js';
+export {
+  type BusDelivery,
+  type ConsumeStats,
+  JetStreamSource,
+  type JetStreamSourceOptions,
+  parseStartFrom,
+  type StartFrom,
+} from './sources/jetstream.js';
 export { DEFAULT_PORT } from './transports/index.js';
 export type { Connection, Listener, SendOptions, Transport } from './transports/types.js';
 export {

@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../index.js';
 import { type CliIO, type CommandContext, EXIT, reportError } from './common.js';
+import { registerConsume } from './consume.js';
 import { registerDemo } from './demo.js';
 import { registerMsg } from './msg.js';
 import { registerSend } from './send.js';
@@ -44,6 +45,7 @@ export async function run(argv: string[], io: Partial<CliIO> = {}): Promise<numb
   registerServe(program, ctx);
   registerSend(program, ctx);
   registerMsg(program, ctx);
+  registerConsume(program, ctx);
   registerDemo(program, ctx);
 
   try {

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { createServer, type FramewireServer, VERSION } from '../index.js';
 import { FolderSink } from '../sinks/folder.js';
+import { JetStreamSink } from '../sinks/jetstream.js';
 import { createViewer, parseHostPort, type ViewerSink } from '../sinks/viewer.js';
 import {
   abortPromise,
@@ -54,6 +55,16 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       'serve the live viewer page, MJPEG (/streams/NAME.mjpg), /api/streams and /metrics, e.g. 127.0.0.1:8080',
       viewAddress,
     )
+    .option(
+      '--publish <url>',
+      'publish every frame and message to NATS JetStream, e.g. nats://host:4222?replicas=3&max-age=24h (docs/scale.md)',
+    )
+    .option(
+      '--bus-ca <file>',
+      'with --publish: CA (PEM) that signs the bus server certificate (TLS to the bus)',
+    )
+    .option('--bus-cert <file>', 'with --publish: client certificate (PEM) for the bus')
+    .option('--bus-key <file>', 'with --publish: client private key (PEM) for the bus')
     .addOption(tokenOption())
     .option('--cert <file>', 'TLS certificate (PEM) for tls:// endpoints')
     .option('--key <file>', 'TLS private key (PEM) for tls:// endpoints')
@@ -90,6 +101,10 @@ async function serveCommand(
     key?: string;
     ca?: string;
     view?: { host: string; port: number };
+    publish?: string;
+    busCa?: string;
+    busCert?: string;
+    busKey?: string;
     quiet?: boolean;
   },
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; signal: AbortSignal },
@@ -99,6 +114,7 @@ async function serveCommand(
   };
   let server: FramewireServer | undefined;
   let viewer: ViewerSink | undefined;
+  let bus: JetStreamSink | undefined;
   try {
     const sinks = [];
     // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
@@ -113,6 +129,14 @@ async function serveCommand(
           onError: (e) => line(io.stderr, `framewire: ${e.message}`),
         }),
       );
+    }
+    if (opts.publish) {
+      bus = await JetStreamSink.open({
+        url: opts.publish,
+        ...busTls(opts),
+        onStatus: (s) => log(s),
+      });
+      sinks.push(bus);
     }
     const cert = readPem('--cert', opts.cert);
     const key = readPem('--key', opts.key);
@@ -151,6 +175,7 @@ async function serveCommand(
     log(
       `framewire ${VERSION} receiving on ${server.urls.join(', ')}${opts.out ? `, saving to ${resolve(opts.out)}` : ''}`,
     );
+    if (bus) log(`publishing to JetStream on ${bus.url}`);
     if (viewer) log(`viewer on ${viewer.url} (MJPEG at /streams/NAME.mjpg, metrics at /metrics)`);
     await abortPromise(io.signal);
     log('stopping…');
@@ -161,6 +186,18 @@ async function serveCommand(
   } catch (err) {
     await server?.close();
     await viewer?.close();
+    await bus?.close();
     return reportError(err, io.stderr);
   }
+}
+
+/** --bus-ca, --bus-cert and --bus-key as the JetStream sink's and source's tls option. */
+export function busTls(opts: { busCa?: string; busCert?: string; busKey?: string }): {
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+} {
+  const ca = readPem('--bus-ca', opts.busCa);
+  const cert = readPem('--bus-cert', opts.busCert);
+  const key = readPem('--bus-key', opts.busKey);
+  if (!ca && !cert && !key) return {};
+  return { tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } };
 }

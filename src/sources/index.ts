@@ -17,4 +17,12 @@ export {
   naturalCompare,
   type OpenedFolderSource,
 } from './folder.js';
+export {
+  type BusDelivery,
+  type ConsumeStats,
+  JetStreamSource,
+  type JetStreamSourceOptions,
+  parseStartFrom,
+  type StartFrom,
+} from './jetstream.js';
 export { MpjpegSplitter } from './mpjpeg.js';

@@ -1,0 +1,58 @@
+// One end of a bus benchmark row (bench/bus.mjs): a receiver (folder sink or JetStream sink), a sender, or a
+// consumer (JetStream source into a folder). Talks to the parent over IPC.
+import {
+  connect,
+  createServer,
+  FolderSink,
+  JetStreamSink,
+  JetStreamSource,
+  OnceFolderSink,
+} from '../dist/index.js';
+import { guard, makePool, readConfig, tell, whenParentSays } from './lib.mjs';
+
+const cfg = readConfig();
+guard(cfg.role, cfg.deadlineMs);
+
+if (cfg.role === 'receiver') {
+  const sinks = [];
+  if (cfg.out) sinks.push(await FolderSink.open(cfg.out, { fsync: !!cfg.fsync }));
+  if (cfg.bus) sinks.push(await JetStreamSink.open({ url: cfg.bus }));
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks });
+  await tell({ type: 'ready', port: server.port });
+  await whenParentSays('stop');
+  await server.close();
+  process.exit(0);
+}
+
+if (cfg.role === 'sender') {
+  const pool = makePool(cfg.size, 8);
+  const client = await connect(`tcp://127.0.0.1:${cfg.port}`);
+  const cam = client.stream('bench');
+  await tell({ type: 'ready' });
+  await whenParentSays('go');
+  const t0 = performance.now();
+  for (let i = 0; i < cfg.frames; i++) await cam.send({ data: pool[i % pool.length] });
+  const stats = await client.close();
+  await tell({ type: 'done', acked: stats.framesAcked, ms: performance.now() - t0 });
+  process.exit(0);
+}
+
+if (cfg.role === 'consumer') {
+  const source = await JetStreamSource.open({ url: cfg.bus, group: cfg.group, from: 'first' });
+  const folder = new OnceFolderSink(await FolderSink.open(cfg.out, { fsync: !!cfg.fsync }));
+  let n = 0;
+  const ac = new AbortController();
+  whenParentSays('stop').then(() => ac.abort());
+  await tell({ type: 'ready' });
+  await source.deliverTo([folder], {
+    signal: ac.signal,
+    onFrame: () => {
+      n++;
+      void tell({ type: 'count', n });
+    },
+  });
+  await tell({ type: 'count', n });
+  await source.close();
+  await folder.close();
+  process.exit(0);
+}

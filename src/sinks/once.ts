@@ -1,0 +1,124 @@
+/**
+ * Writes each frame once into a folder sink, whatever the bus delivers again: a frame is known by its
+ * stream, epoch and sequence number, read from the stream's `index.jsonl` (what this worker and any other
+ * process writing the same folder recorded) and remembered for what this worker wrote. JetStream delivers
+ * at least once; this makes the folder exactly once.
+ */
+import { type FileHandle, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { checkStreamName } from '../names.js';
+import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
+import type { FolderSink } from './folder.js';
+
+/** The (epoch, seq) pairs recorded in one JSON-lines log, read incrementally from where it was left. */
+class SeenLog {
+  readonly #path: string;
+  readonly keys = new Set<string>();
+  #fh: FileHandle | undefined;
+  #offset = 0;
+  #carry = '';
+
+  constructor(path: string) {
+    this.#path = path;
+  }
+
+  /** Reads what was appended since the last call. A missing file is empty. */
+  async refresh(): Promise<void> {
+    if (!this.#fh) {
+      try {
+        this.#fh = await open(this.#path, 'r');
+      } catch {
+        return;
+      }
+    }
+    const { size } = await this.#fh.stat();
+    if (size <= this.#offset) return;
+    const buf = Buffer.allocUnsafe(size - this.#offset);
+    const { bytesRead } = await this.#fh.read(buf, 0, buf.length, this.#offset);
+    this.#offset += bytesRead;
+    const text = this.#carry + buf.toString('utf8', 0, bytesRead);
+    const lines = text.split('\n');
+    this.#carry = lines.pop() ?? '';
+    for (const line of lines) {
+      try {
+        const e = JSON.parse(line) as { epoch?: unknown; seq?: unknown };
+        if (typeof e.epoch === 'string' && typeof e.seq === 'number') this.keys.add(`${e.epoch}:${e.seq}`);
+      } catch {
+        // A torn line (a writer that crashed) names no frame.
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#fh?.close().catch(() => {});
+  }
+}
+
+/** Counters of a {@link OnceFolderSink}. */
+export interface OnceStats {
+  written: number;
+  /** Frames and messages skipped because the folder already held them. */
+  skipped: number;
+}
+
+/**
+ * A folder sink that writes a frame (and a JSON message) only if the folder does not hold it yet. Meant for
+ * consumers of an at-least-once bus; several processes may write the same folder.
+ */
+export class OnceFolderSink implements Sink {
+  readonly folder: FolderSink;
+  readonly stats: OnceStats = { written: 0, skipped: 0 };
+  readonly #logs = new Map<string, SeenLog>();
+  #root: string | undefined;
+
+  constructor(folder: FolderSink) {
+    this.folder = folder;
+  }
+
+  async #log(key: string, rel: () => string[]): Promise<SeenLog> {
+    let log = this.#logs.get(key);
+    if (!log) {
+      this.#root ??= await this.folder.init();
+      log = new SeenLog(join(this.#root, ...rel()));
+      this.#logs.set(key, log);
+    }
+    return log;
+  }
+
+  /** True when (key) is recorded: first from memory, then from what other writers appended since. */
+  async #seen(log: SeenLog, key: string): Promise<boolean> {
+    if (log.keys.has(key)) return true;
+    await log.refresh();
+    return log.keys.has(key);
+  }
+
+  async frame(f: ReceivedFrame): Promise<void> {
+    const stream = checkStreamName(f.stream.name);
+    const log = await this.#log(`s:${stream}`, () => [stream, 'index.jsonl']);
+    const key = `${f.stream.epoch}:${f.seq}`;
+    if (await this.#seen(log, key)) {
+      this.stats.skipped++;
+      return;
+    }
+    await this.folder.frame(f);
+    log.keys.add(key);
+    this.stats.written++;
+  }
+
+  async message(m: ReceivedMessage): Promise<void> {
+    const log = await this.#log('m', () => ['messages.jsonl']);
+    const key = `${m.epoch}:${m.seq}`;
+    if (await this.#seen(log, key)) {
+      this.stats.skipped++;
+      return;
+    }
+    await this.folder.message(m);
+    log.keys.add(key);
+    this.stats.written++;
+  }
+
+  async close(): Promise<void> {
+    for (const log of this.#logs.values()) await log.close();
+    await this.folder.close();
+  }
+}
