@@ -56,6 +56,8 @@ export const ErrorCode = {
   // the UDP transport (src/transports/udp)
   REASSEMBLY_LIMIT: 'ERR_REASSEMBLY_LIMIT',
   DATAGRAM_TOO_LARGE: 'ERR_DATAGRAM_TOO_LARGE',
+  // the WebSocket transport (src/transports/ws.ts)
+  WS_TEXT: 'ERR_WS_TEXT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

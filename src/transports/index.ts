@@ -3,6 +3,7 @@ import { FramewireError } from '../errors.js';
 import { tcpTransport } from './tcp.js';
 import { tlsTransport } from './tls.js';
 import type { Transport } from './types.js';
+import { wsTransport } from './ws.js';
 
 const registry = new Map<string, Transport>();
 
@@ -12,6 +13,7 @@ export function registerTransport(t: Transport): void {
 
 registerTransport(tcpTransport);
 registerTransport(tlsTransport);
+registerTransport(wsTransport);
 
 export function knownSchemes(): string[] {
   return [...registry.keys()];
