@@ -65,6 +65,7 @@ export {
   type ServerOptions,
   VERSION,
 } from './session/server.js';
+export { webSocketSenders } from './session/ws-senders.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
 export {
@@ -102,4 +103,5 @@ export type {
   StreamInfo,
   StreamKind,
   StreamMode,
+  UpgradeHook,
 } from './types.js';

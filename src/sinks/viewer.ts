@@ -17,12 +17,14 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { FramewireError } from '../errors.js';
 import { CHANNELS, type DisconnectEvent, type DropEvent, type StreamEvent } from '../session/diagnostics.js';
 import type { FramewireServer } from '../session/server.js';
-import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../types.js';
+import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo, UpgradeHook } from '../types.js';
+import { serveCapture } from './capture-page.js';
 import { FramewireMetrics } from './metrics.js';
 import { VIEWER_PAGE } from './viewer-page.js';
 
@@ -53,6 +55,8 @@ export interface ViewerOptions {
   heartbeatMs?: number;
   /** Serve `GET /metrics` (default true). */
   metrics?: boolean;
+  /** Serve the page over https (PEM): browsers give a page on another machine the camera only then. */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
 }
 
 /** A detection box in the frame's pixels (or in 0..1 when the message says `normalized`). */
@@ -526,7 +530,7 @@ interface PageMessage {
  * servers that list the viewer among their sinks (or that were passed to {@link ViewerSink.attach}).
  */
 export class ViewerSink implements Sink {
-  readonly options: Required<Omit<ViewerOptions, 'host' | 'port'>> & { host: string; port: number };
+  readonly options: Required<Omit<ViewerOptions, 'host' | 'port' | 'tls'>> & { host: string; port: number };
   /** Prometheus metrics of the servers this viewer serves; undefined with `metrics: false`. */
   readonly metrics: FramewireMetrics | undefined;
   readonly #streams = new Map<string, StreamState>();
@@ -542,6 +546,8 @@ export class ViewerSink implements Sink {
   #listening = false;
   #closing: Promise<void> | undefined;
   #streamsDirty = false;
+  #senders: UpgradeHook | undefined;
+  readonly #secure: boolean;
 
   constructor(options: ViewerOptions = {}) {
     this.options = {
@@ -577,7 +583,10 @@ export class ViewerSink implements Sink {
       if (s) s.receiverDrops++;
     });
 
-    this.#http = createHttpServer((req, res) => this.#request(req, res));
+    this.#secure = !!options.tls;
+    this.#http = options.tls
+      ? createHttpsServer(options.tls, (req, res) => this.#request(req, res))
+      : createHttpServer((req, res) => this.#request(req, res));
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
     this.#http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket as Socket, head));
   }
@@ -624,7 +633,15 @@ export class ViewerSink implements Sink {
     let h = this.options.host;
     if (h === '0.0.0.0' || h === '::' || h === '') h = '127.0.0.1';
     if (h.includes(':')) h = `[${h}]`;
-    return `http://${h}:${this.#port}/`;
+    return `${this.#secure ? 'https' : 'http'}://${h}:${this.#port}/`;
+  }
+
+  /**
+   * Lets framewire senders in at `/ws` (the capture page, `send --to ws://HOST:PORT/ws`): an upgrade
+   * the hook takes (it asks for the framewire subprotocol) is the hook's; pages keep the rest.
+   */
+  takeSenders(hook: UpgradeHook | undefined): void {
+    this.#senders = hook;
   }
 
   /** Also shows the streams of `server` (its stream, disconnect and drop events) even if not its sink. */
@@ -885,6 +902,7 @@ export class ViewerSink implements Sink {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');
       return;
     }
+    if (serveCapture(path, req, res)) return;
     if (path === '/' || path === '/index.html') {
       res.writeHead(200, {
         'Content-Type': 'text/html; charset=utf-8',
@@ -1010,6 +1028,7 @@ export class ViewerSink implements Sink {
         return;
       }
     }
+    if (this.#senders?.(req, socket, head)) return;
     if (this.#clients.size >= this.options.maxViewers) {
       refuse(503, 'Service Unavailable');
       return;
