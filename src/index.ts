@@ -67,6 +67,7 @@ export {
 } from './session/server.js';
 export { webSocketSenders } from './session/ws-senders.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
+export { createFoxglove, type FoxgloveOptions, FoxgloveSink } from './sinks/foxglove.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
 export {
   type Box,

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { createServer, FramewireError, type FramewireServer, VERSION, webSocketSenders } from '../index.js';
 import { FolderSink } from '../sinks/folder.js';
+import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { createViewer, parseHostPort, type ViewerSink } from '../sinks/viewer.js';
 import {
   abortPromise,
@@ -59,6 +60,11 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       viewAddress,
     )
     .option(
+      '--foxglove <host:port>',
+      'serve the streams and messages to Foxglove or Lichtblick (Foxglove WebSocket protocol), e.g. 127.0.0.1:8765',
+      viewAddress,
+    )
+    .option(
       '--view-cert <file>',
       'serve the viewer over https with this certificate (PEM): phones need it for /capture',
     )
@@ -99,6 +105,7 @@ async function serveCommand(
     key?: string;
     ca?: string;
     view?: { host: string; port: number };
+    foxglove?: { host: string; port: number };
     viewCert?: string;
     viewKey?: string;
     quiet?: boolean;
@@ -110,6 +117,7 @@ async function serveCommand(
   };
   let server: FramewireServer | undefined;
   let viewer: ViewerSink | undefined;
+  let fox: FoxgloveSink | undefined;
   try {
     const sinks = [];
     // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
@@ -126,6 +134,10 @@ async function serveCommand(
         ...(viewCert && viewKey ? { tls: { cert: viewCert, key: viewKey } } : {}),
       });
       sinks.push(viewer);
+    }
+    if (opts.foxglove) {
+      fox = await createFoxglove(opts.foxglove);
+      sinks.push(fox);
     }
     if (opts.out) {
       sinks.push(
@@ -178,6 +190,8 @@ async function serveCommand(
       log(`viewer on ${viewer.url} (MJPEG at /streams/NAME.mjpg, metrics at /metrics)`);
       log(`camera page on ${viewer.url}capture, senders at ${viewer.url.replace(/^http/, 'ws')}ws`);
     }
+    if (fox)
+      log(`foxglove on ${fox.url} (open it in Foxglove or Lichtblick: Open connection, Foxglove WebSocket)`);
     await abortPromise(io.signal);
     log('stopping…');
     await server.close();
@@ -187,6 +201,7 @@ async function serveCommand(
   } catch (err) {
     await server?.close();
     await viewer?.close();
+    await fox?.close();
     return reportError(err, io.stderr);
   }
 }

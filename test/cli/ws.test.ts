@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { WebSocket } from 'ws';
 import { run } from '../../src/cli/run.js';
 import { capture } from '../helpers/cli.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
@@ -61,4 +62,26 @@ test('--view-cert without --view-key is a usage error (ERR_BAD_OPTION)', async (
   );
   assert.notEqual(code, 0);
   assert.match(io.err(), /ERR_BAD_OPTION: --view-cert and --view-key go together/);
+});
+
+test('serve --foxglove HOST:PORT: a Foxglove client connects and sees the /messages channel', async () => {
+  const io = capture();
+  const ac = new AbortController();
+  const done = run(['serve', '--listen', 'tcp://127.0.0.1:0', '--foxglove', '127.0.0.1:0'], {
+    ...io,
+    signal: ac.signal,
+  });
+  try {
+    await waitFor(() => /foxglove on ws:/.test(io.err()), 10_000, 'serve to start');
+    const url = /foxglove on (ws:\/\/\S+)/.exec(io.err())?.[1] ?? '';
+    const ws = new WebSocket(url, ['foxglove.websocket.v1']);
+    const ops: string[] = [];
+    ws.on('message', (d: Buffer) => ops.push(JSON.parse(d.toString()).op));
+    await waitFor(() => ops.includes('advertise'), 10_000, 'serverInfo and advertise');
+    assert.deepEqual(ops.slice(0, 2), ['serverInfo', 'advertise']);
+    ws.close();
+  } finally {
+    ac.abort();
+  }
+  assert.equal(await done, 0);
 });
