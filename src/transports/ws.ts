@@ -95,25 +95,30 @@ export class WsConnection extends EventEmitter implements Connection {
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
-    ws.binaryType = 'nodebuffer';
+    // The fragments of a message as they came (a sender writes [header + head, payload]): the decoder takes
+    // them in turn and slices the payload out of its fragment, where 'nodebuffer' would concatenate first.
+    ws.binaryType = 'fragments';
     this.decoder = new Decoder((msg: Message) => this.emit('message', msg), limits, { verifyCrc });
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
+    ws.on('message', (fragments: Buffer[], isBinary: boolean) => {
       if (this.done) return;
+      const data = fragments.length === 1 ? fragments[0]! : undefined;
+      const size = fragments.reduce((n, f) => n + f.length, 0);
       if (!isBinary) {
         this.failWith(
           new FramewireError(
             'ERR_WS_TEXT',
-            `WebSocket ${this.remote} sent a text message (${data.length} bytes); framewire messages are binary`,
+            `WebSocket ${this.remote} sent a text message (${size} bytes); framewire messages are binary`,
           ),
         );
         return;
       }
       try {
-        this.decoder.write(data);
+        if (data) this.decoder.write(data);
+        else for (const f of fragments) this.decoder.write(f);
         if (this.decoder.pendingBytes !== 0) {
           throw new FramewireError(
             'ERR_TRUNCATED',
-            `WebSocket message of ${data.length} bytes from ${this.remote} ends inside a framewire message (${this.decoder.pendingBytes} bytes left over)`,
+            `WebSocket message of ${size} bytes from ${this.remote} ends inside a framewire message (${this.decoder.pendingBytes} bytes left over)`,
           );
         }
       } catch (err) {

@@ -125,7 +125,6 @@ test('a Foxglove client that stops reading is dropped to the newest frame: nothi
     const count = 300;
     for (let i = 2; i < count + 2; i++) await cam.send({ data: jpeg, captureUs: i });
     await waitFor(() => fox.dropped > 0, 20_000, 'drops at the stalled client');
-    const dropped = fox.dropped;
     ws.resume();
     await waitFor(() => got.length + fox.dropped >= count, 20_000, 'every frame delivered or dropped').catch(
       (e) => {
