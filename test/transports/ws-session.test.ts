@@ -11,10 +11,12 @@ import { WebSocket } from 'ws';
 import {
   connect,
   createServer,
+  createViewer,
   Decoder,
   type FramewireError,
   type FramewireServer,
   type Message,
+  webSocketSenders,
 } from '../../src/index.js';
 import { HEADER_BYTES, MessageType } from '../../src/protocol/constants.js';
 import { encodeControl, encodeFrame, toBytes } from '../../src/protocol/messages.js';
@@ -286,6 +288,30 @@ test('the ws:// endpoint: plain HTTP gets 426, another site (Origin) gets 403, a
     assert.equal(await refused(`ws://127.0.0.1:${port}/fw`, { Origin: 'http://evil.example' }), 403);
     assert.equal(await refused(`ws://127.0.0.1:${port}/other`), 404);
     assert.equal(await refused(`ws://127.0.0.1:${port}/fw`, { Origin: `http://127.0.0.1:${port}` }), 101);
+  } finally {
+    await server.close();
+  }
+});
+
+test('the https viewer takes framewire senders at wss://VIEW/ws (webSocketSenders), pages keep /ws', async () => {
+  const viewer = await createViewer({ port: 0, tls: { cert, key } });
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', token: TOKEN, sinks: [viewer] });
+  viewer.takeSenders(webSocketSenders(server));
+  assert.match(viewer.url, /^https:\/\//);
+  let frames = 0;
+  server.on('frame', () => frames++);
+  try {
+    const client = await connect(`wss://127.0.0.1:${viewer.port}/ws`, { token: TOKEN, tls: { ca: cert } });
+    const st = client.stream('phone');
+    for (let i = 0; i < 10; i++) await st.send({ data: payload(i, 20_000) });
+    const stats = await client.close();
+    assert.equal(stats.framesAcked, 10);
+    assert.equal(frames, 10);
+    // A page (no framewire subprotocol) still gets the viewer's own protocol.
+    const page = new WebSocket(`wss://127.0.0.1:${viewer.port}/ws`, { ca: cert });
+    const [first] = (await once(page, 'message')) as [Buffer];
+    assert.equal(JSON.parse(first.toString()).type, 'hello');
+    page.close();
   } finally {
     await server.close();
   }
