@@ -78,7 +78,7 @@ async function startFramewire() {
     sinks.push(await fw.FolderSink.open(cfg.folder));
   }
   const server = await fw.createServer({
-    listen: 'tcp://127.0.0.1:0',
+    listen: `${cfg.scheme ?? 'tcp'}://127.0.0.1:0`,
     sinks,
     verifyCrc: cfg.verifyCrc !== false,
   });

@@ -9,7 +9,7 @@
 //   BENCH_SECONDS    measured seconds per row (default 4)
 //   BENCH_WARMUP     warm-up seconds per row before measuring (default 1)
 //   BENCH_SIZES      comma-separated frame sizes in bytes (default 31000,123000,425000)
-//   BENCH_ROWS       comma-separated row ids to run: baseline, null, null-nocrc, folder, null-w512, udp, bus
+//   BENCH_ROWS       comma-separated row ids to run: baseline, null, null-nocrc, folder, ws, null-w512, udp, bus
 //                    (default: all but null-w512)
 //   BENCH_BUS_FRAMES frames per bus row (default 1000; bench/bus.mjs)
 //   BENCH_POOL       distinct random payloads per size (default 8)
@@ -74,6 +74,16 @@ const KINDS = [
     verifyCrc: false,
   },
   { id: 'folder', label: 'framewire reliable, folder sink', kind: 'framewire', sink: 'folder' },
+  // The same as "null" over ws:// (WebSocket binary messages); at 1080p only unless BENCH_SIZES has no 123000
+  // (its ratio to the tcp:// "null" row of the same run is printed under the table).
+  {
+    id: 'ws',
+    label: 'framewire reliable over ws://, null sink',
+    kind: 'framewire',
+    sink: 'null',
+    scheme: 'ws',
+    onlySize: 123_000,
+  },
   // Not run by default: a 4x larger window did not help at any size on the 2-core machine (throughput
   // within run-to-run noise, ack latency 4-5x higher). Ask for it with BENCH_ROWS=baseline,null,null-w512.
   {
@@ -91,7 +101,10 @@ const wanted = process.env.BENCH_ROWS
   : undefined;
 const rows = [];
 for (const size of SIZES) {
-  for (const k of KINDS) if (wanted ? wanted.has(k.id) : !k.optional) rows.push({ ...k, size });
+  for (const k of KINDS) {
+    if (k.onlySize && k.onlySize !== size && SIZES.includes(k.onlySize)) continue;
+    if (wanted ? wanted.has(k.id) : !k.optional) rows.push({ ...k, size });
+  }
 }
 if (rows.length === 0 && !wanted?.has('udp') && !wanted?.has('bus')) {
   console.error(`BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}, udp, bus`);
@@ -267,6 +280,7 @@ async function runRow(row) {
       folder,
       deadlineMs,
       verifyCrc: row.verifyCrc !== false,
+      scheme: row.scheme ?? 'tcp',
     });
     const ready = await Promise.race([rx.next('ready', 15_000), rx.failed]);
     tx = new Child('sender', 'sender.mjs', {
@@ -279,6 +293,7 @@ async function runRow(row) {
       windowFrames: row.windowFrames,
       windowBytes: row.windowBytes,
       deadlineMs,
+      scheme: row.scheme ?? 'tcp',
     });
     const failed = Promise.race([rx.failed, tx.failed]);
     await Promise.race([tx.next('ready', 15_000), failed]);
@@ -493,6 +508,19 @@ const results = runs.map((rs) => {
 for (const r of results) {
   const base = results.find((b) => b.id === 'baseline' && b.size === r.size && !b.error);
   if (!r.error && base) r.ratio = r.mbPerSec / base.mbPerSec;
+  const tcp = results.find((b) => b.id === 'null' && b.size === r.size && !b.error);
+  if (r.id === 'ws' && !r.error && tcp) r.ratioToTcp = r.mbPerSec / tcp.mbPerSec;
+}
+
+/** ws:// against tcp:// (the "null" row) at the same frame size, same run. */
+function wsLines(results) {
+  return results
+    .filter((r) => r.ratioToTcp !== undefined)
+    .map(
+      (r) =>
+        `ws:// / tcp:// at ${SIZE_NAMES.get(r.size) ?? `${r.size} B`}: ${fmt.f2(r.ratioToTcp)} (target 0.70 or more)`,
+    )
+    .join('\n');
 }
 
 /** CPU per frame is less sensitive to a busy machine than MB/s: the number to compare across runs. */
@@ -520,7 +548,8 @@ const bus =
     ? undefined
     : await (await import('./bus.mjs')).runBusBench({ tmpParent: TMP_PARENT });
 if (bus) failures += bus.failures;
-const report = `${header()}\n\n${table(results)}\n\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${bus ? `\n${bus.table}\n` : ''}`;
+const wsLine = wsLines(results);
+const report = `${header()}\n\n${table(results)}\n${wsLine ? `\n${wsLine}\n` : ''}\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${bus ? `\n${bus.table}\n` : ''}`;
 process.stdout.write(report);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(

@@ -84,7 +84,7 @@ async function runFramewire() {
   const options = { retryForMs: 5000 };
   if (cfg.windowFrames) options.windowFrames = cfg.windowFrames;
   if (cfg.windowBytes) options.windowBytes = cfg.windowBytes;
-  client = await connect(`tcp://127.0.0.1:${cfg.port}`, options);
+  client = await connect(`${cfg.scheme ?? 'tcp'}://127.0.0.1:${cfg.port}`, options);
   // How often the receiver acknowledges (acks are cumulative and coalesced).
   client.on('ack', () => {
     acks++;

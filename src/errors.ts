@@ -60,6 +60,8 @@ export const ErrorCode = {
   BUS_UNREACHABLE: 'ERR_BUS_UNREACHABLE',
   BUS_REFUSED: 'ERR_BUS_REFUSED',
   BUS_BAD_MESSAGE: 'ERR_BUS_BAD_MESSAGE',
+  // the WebSocket transport (src/transports/ws.ts)
+  WS_TEXT: 'ERR_WS_TEXT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

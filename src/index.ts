@@ -62,7 +62,9 @@ export {
   type ServerEvents,
   type ServerOptions,
 } from './session/server.js';
+export { webSocketSenders } from './session/ws-senders.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
+export { createFoxglove, type FoxgloveOptions, FoxgloveSink } from './sinks/foxglove.js';
 export { JetStreamSink, type JetStreamSinkOptions, type JetStreamSinkStats } from './sinks/jetstream.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
 export { OnceFolderSink, type OnceStats } from './sinks/once.js';
@@ -111,5 +113,6 @@ export type {
   StreamInfo,
   StreamKind,
   StreamMode,
+  UpgradeHook,
 } from './types.js';
 export { VERSION } from './version.js';

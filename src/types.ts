@@ -1,4 +1,6 @@
 /** Public data types shared by sources, sessions and sinks. */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ContentType, PixelFormat, StreamKind, StreamMode } from './protocol/constants.js';
 
 export type { ContentType, PixelFormat, StreamKind, StreamMode };
@@ -81,6 +83,13 @@ export interface Sink {
   message?(message: ReceivedMessage): Promise<void> | void;
   close?(): Promise<void> | void;
 }
+
+/**
+ * Takes an HTTP upgrade (a WebSocket) or leaves it: returns true when it took the socket. The viewer hands
+ * its `/ws` upgrades to one, so that a receiver can take framewire senders on the viewer's port without
+ * the viewer knowing about sessions or transports.
+ */
+export type UpgradeHook = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 
 /** A sender connection as the receiver reports it (events, diagnostics channels). */
 export interface ConnectionInfo {

@@ -121,7 +121,7 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .addOption(tokenOption())
     .option(
       '--ca <file>',
-      "tls://: trust this CA or self-signed certificate (PEM) for the receiver's certificate",
+      "tls://, wss://: trust this CA or self-signed certificate (PEM) for the receiver's certificate",
     )
     .option('-q, --quiet', 'print only errors')
     .action(async (inputs: string[], opts) => {

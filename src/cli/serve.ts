@@ -1,8 +1,9 @@
 /** `framewire serve`: receive frames and messages. */
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { createServer, type FramewireServer, VERSION } from '../index.js';
+import { createServer, FramewireError, type FramewireServer, VERSION, webSocketSenders } from '../index.js';
 import { FolderSink } from '../sinks/folder.js';
+import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { JetStreamSink } from '../sinks/jetstream.js';
 import { createViewer, parseHostPort, type ViewerSink } from '../sinks/viewer.js';
 import {
@@ -23,7 +24,11 @@ export function registerServe(program: Command, ctx: CommandContext): void {
   program
     .command('serve')
     .description('Receive frames and messages; save them in a folder and print messages as JSON lines.')
-    .option('-l, --listen <url>', 'endpoint to listen on (repeatable), e.g. tcp://0.0.0.0:7070', collect)
+    .option(
+      '-l, --listen <url>',
+      'endpoint to listen on (repeatable), e.g. tcp://0.0.0.0:7070, ws://0.0.0.0:7071/PATH',
+      collect,
+    )
     .option('-o, --out <dir>', 'save frames to DIR/<stream>/ and messages to DIR/messages.jsonl')
     .addOption(
       new Option('--max-frame-bytes <size>', 'largest frame accepted')
@@ -52,7 +57,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     .option('--fsync', 'flush every frame to disk before acknowledging it (slower; survives power loss)')
     .option(
       '--view <host:port>',
-      'serve the live viewer page, MJPEG (/streams/NAME.mjpg), /api/streams and /metrics, e.g. 127.0.0.1:8080',
+      'serve the live viewer page, MJPEG (/streams/NAME.mjpg), /api/streams, /metrics, the camera page /capture and framewire senders at ws://HOST:PORT/ws, e.g. 127.0.0.1:8080',
       viewAddress,
     )
     .option(
@@ -65,9 +70,19 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     )
     .option('--bus-cert <file>', 'with --publish: client certificate (PEM) for the bus')
     .option('--bus-key <file>', 'with --publish: client private key (PEM) for the bus')
+    .option(
+      '--foxglove <host:port>',
+      'serve the streams and messages to Foxglove or Lichtblick (Foxglove WebSocket protocol), e.g. 127.0.0.1:8765',
+      viewAddress,
+    )
+    .option(
+      '--view-cert <file>',
+      'serve the viewer over https with this certificate (PEM): phones need it for /capture',
+    )
+    .option('--view-key <file>', 'private key (PEM) of --view-cert')
     .addOption(tokenOption())
-    .option('--cert <file>', 'TLS certificate (PEM) for tls:// endpoints')
-    .option('--key <file>', 'TLS private key (PEM) for tls:// endpoints')
+    .option('--cert <file>', 'TLS certificate (PEM) for tls:// and wss:// endpoints')
+    .option('--key <file>', 'TLS private key (PEM) for tls:// and wss:// endpoints')
     .option('--ca <file>', 'with --cert: require senders to present a certificate signed by this CA')
     .option('-q, --quiet', 'print only messages and errors')
     .action(async (opts) => {
@@ -105,6 +120,9 @@ async function serveCommand(
     busCa?: string;
     busCert?: string;
     busKey?: string;
+    foxglove?: { host: string; port: number };
+    viewCert?: string;
+    viewKey?: string;
     quiet?: boolean;
   },
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; signal: AbortSignal },
@@ -115,12 +133,27 @@ async function serveCommand(
   let server: FramewireServer | undefined;
   let viewer: ViewerSink | undefined;
   let bus: JetStreamSink | undefined;
+  let fox: FoxgloveSink | undefined;
   try {
     const sinks = [];
     // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
     if (opts.view) {
-      viewer = await createViewer(opts.view);
+      const viewCert = readPem('--view-cert', opts.viewCert);
+      const viewKey = readPem('--view-key', opts.viewKey);
+      if (!viewCert !== !viewKey) {
+        throw new FramewireError('ERR_BAD_OPTION', '--view-cert and --view-key go together', {
+          hint: 'give both PEM files, or neither for plain http',
+        });
+      }
+      viewer = await createViewer({
+        ...opts.view,
+        ...(viewCert && viewKey ? { tls: { cert: viewCert, key: viewKey } } : {}),
+      });
       sinks.push(viewer);
+    }
+    if (opts.foxglove) {
+      fox = await createFoxglove(opts.foxglove);
+      sinks.push(fox);
     }
     if (opts.out) {
       sinks.push(
@@ -153,6 +186,8 @@ async function serveCommand(
         maxMessageBytes: opts.maxMessageBytes,
       },
     });
+    // The viewer's /ws also takes framewire senders (the capture page): one origin for the browser.
+    viewer?.takeSenders(webSocketSenders(server));
     const counts = new Map<string, number>();
     server.on('connection', (c) => log(`connected: ${c.remote} (${c.client})`));
     server.on('disconnect', (c, err) => log(`disconnected: ${c.remote}${err ? ` (${err.message})` : ''}`));
@@ -176,7 +211,12 @@ async function serveCommand(
       `framewire ${VERSION} receiving on ${server.urls.join(', ')}${opts.out ? `, saving to ${resolve(opts.out)}` : ''}`,
     );
     if (bus) log(`publishing to JetStream on ${bus.url}`);
-    if (viewer) log(`viewer on ${viewer.url} (MJPEG at /streams/NAME.mjpg, metrics at /metrics)`);
+    if (viewer) {
+      log(`viewer on ${viewer.url} (MJPEG at /streams/NAME.mjpg, metrics at /metrics)`);
+      log(`camera page on ${viewer.url}capture, senders at ${viewer.url.replace(/^http/, 'ws')}ws`);
+    }
+    if (fox)
+      log(`foxglove on ${fox.url} (open it in Foxglove or Lichtblick: Open connection, Foxglove WebSocket)`);
     await abortPromise(io.signal);
     log('stopping…');
     await server.close();
@@ -187,6 +227,7 @@ async function serveCommand(
     await server?.close();
     await viewer?.close();
     await bus?.close();
+    await fox?.close();
     return reportError(err, io.stderr);
   }
 }

@@ -190,7 +190,11 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
     for (const sink of this.sinks) await sink.close?.();
   }
 
-  private accept(conn: Connection): void {
+  /**
+   * Takes a connection made outside the server's own listeners (e.g. a WebSocket the viewer's `/ws`
+   * handed over, see webSocketSenders() in ws-senders.ts) as if one of them had accepted it: same limits, same token.
+   */
+  accept(conn: Connection): void {
     if (this.closing) {
       conn.destroy();
       return;

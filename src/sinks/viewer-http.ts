@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FramewireError } from '../errors.js';
+import { serveCapture } from './capture-page.js';
 import type { FramewireMetrics } from './metrics.js';
 import { VIEWER_PAGE } from './viewer-page.js';
 import type { StreamState, StreamStats } from './viewer-stats.js';
@@ -44,6 +45,7 @@ export function handleRequest(routes: ViewerRoutes, req: IncomingMessage, res: S
     res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');
     return;
   }
+  if (serveCapture(path, req, res)) return;
   if (path === '/' || path === '/index.html') {
     res.writeHead(200, {
       'Content-Type': 'text/html; charset=utf-8',
@@ -121,13 +123,15 @@ function snapshot(req: IncomingMessage, res: ServerResponse, s: StreamState): vo
 
 /**
  * Refuses a WebSocket upgrade and returns true when it must not be taken: a path other than /ws or a
- * closing viewer (404), a foreign Origin (403), or as many viewers as allowed already (503).
+ * closing viewer (404), a foreign Origin (403), or as many viewers as allowed already (503). Also true when
+ * `take` took the upgrade (a framewire sender at /ws).
  */
 export function refuseUpgrade(
   req: IncomingMessage,
   socket: Socket,
   closing: boolean,
   full: () => boolean,
+  take: () => boolean = () => false,
 ): boolean {
   const url = new URL(req.url ?? '/', 'http://viewer');
   const refuse = (status: number, why: string): true => {
@@ -147,6 +151,8 @@ export function refuseUpgrade(
     }
     if (!ok) return refuse(403, 'Forbidden');
   }
+  // A framewire sender (the capture page, send --to ws://HOST:PORT/ws) is the receiver's, not a viewer.
+  if (take()) return true;
   if (full()) return refuse(503, 'Service Unavailable');
   return false;
 }

@@ -21,13 +21,21 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { CHANNELS, type DisconnectEvent, type DropEvent, type StreamEvent } from '../diagnostics.js';
 import { FramewireError } from '../errors.js';
 import { jpegSize } from '../jpeg.js';
 import { monoMs } from '../time.js';
-import type { ReceivedFrame, ReceivedMessage, ReceiverInfo, Sink, StreamInfo } from '../types.js';
+import type {
+  ReceivedFrame,
+  ReceivedMessage,
+  ReceiverInfo,
+  Sink,
+  StreamInfo,
+  UpgradeHook,
+} from '../types.js';
 import { type Box, extractBoxes } from './boxes.js';
 import { FramewireMetrics } from './metrics.js';
 import { type Client, heartbeat, type ViewerDebug, WsClient } from './viewer-clients.js';
@@ -75,6 +83,8 @@ export interface ViewerOptions {
   heartbeatMs?: number;
   /** Serve `GET /metrics` (default true). */
   metrics?: boolean;
+  /** Serve the page over https (PEM): browsers give a page on another machine the camera only then. */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
 }
 
 /** Frames shown to viewers: what a browser decodes. MJPEG carries JPEG only. */
@@ -106,7 +116,7 @@ interface PageMessage {
  * servers that list the viewer among their sinks (or that were passed to {@link ViewerSink.attach}).
  */
 export class ViewerSink implements Sink {
-  readonly options: Required<Omit<ViewerOptions, 'host' | 'port'>> & { host: string; port: number };
+  readonly options: Required<Omit<ViewerOptions, 'host' | 'port' | 'tls'>> & { host: string; port: number };
   /** Prometheus metrics of the servers this viewer serves; undefined with `metrics: false`. */
   readonly metrics: FramewireMetrics | undefined;
   readonly #streams = new Map<string, StreamState>();
@@ -122,6 +132,8 @@ export class ViewerSink implements Sink {
   #listening = false;
   #closing: Promise<void> | undefined;
   #streamsDirty = false;
+  #senders: UpgradeHook | undefined;
+  readonly #secure: boolean;
 
   constructor(options: ViewerOptions = {}) {
     this.options = {
@@ -164,7 +176,10 @@ export class ViewerSink implements Sink {
       stream: (name) => this.#streams.get(name),
       mjpeg: (req, res, name) => this.#mjpeg(req, res, name),
     };
-    this.#http = createHttpServer((req, res) => handleRequest(routes, req, res));
+    this.#secure = !!options.tls;
+    this.#http = options.tls
+      ? createHttpsServer(options.tls, (req, res) => handleRequest(routes, req, res))
+      : createHttpServer((req, res) => handleRequest(routes, req, res));
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
     this.#http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket as Socket, head));
   }
@@ -211,7 +226,15 @@ export class ViewerSink implements Sink {
     let h = this.options.host;
     if (h === '0.0.0.0' || h === '::' || h === '') h = '127.0.0.1';
     if (h.includes(':')) h = `[${h}]`;
-    return `http://${h}:${this.#port}/`;
+    return `${this.#secure ? 'https' : 'http'}://${h}:${this.#port}/`;
+  }
+
+  /**
+   * Lets framewire senders in at `/ws` (the capture page, `send --to ws://HOST:PORT/ws`): an upgrade
+   * the hook takes (it asks for the framewire subprotocol) is the hook's; pages keep the rest.
+   */
+  takeSenders(hook: UpgradeHook | undefined): void {
+    this.#senders = hook;
   }
 
   /** Also shows the streams of `server` (its stream, disconnect and drop events) even if not its sink. */
@@ -410,7 +433,8 @@ export class ViewerSink implements Sink {
 
   #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const full = () => this.#clients.size >= this.options.maxViewers;
-    if (refuseUpgrade(req, socket, this.#closing !== undefined, full)) return;
+    const take = () => this.#senders?.(req, socket, head) === true;
+    if (refuseUpgrade(req, socket, this.#closing !== undefined, full, take)) return;
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#page(ws, req));
   }
 

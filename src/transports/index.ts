@@ -7,9 +7,10 @@ import { tcpTransport } from './tcp.js';
 import { tlsTransport } from './tls.js';
 import type { Transport } from './types.js';
 import { udpTransport } from './udp/index.js';
+import { wsTransport } from './ws.js';
 
 /** Every built-in transport. */
-export const TRANSPORTS: readonly Transport[] = [tcpTransport, tlsTransport, udpTransport];
+export const TRANSPORTS: readonly Transport[] = [tcpTransport, tlsTransport, udpTransport, wsTransport];
 
 const registry = new Map<string, Transport>(TRANSPORTS.flatMap((t) => t.schemes.map((s) => [s, t] as const)));
 

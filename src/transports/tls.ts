@@ -6,7 +6,7 @@ import { connectSocket, listenServer } from './tcp.js';
 import type { Connection, Listener, Transport, TransportOptions } from './types.js';
 import { hostOf, portOf } from './url.js';
 
-function tlsError(err: NodeJS.ErrnoException, target: string): FramewireError | undefined {
+export function tlsError(err: NodeJS.ErrnoException, target: string): FramewireError | undefined {
   const code = err.code ?? '';
   if (
     code.startsWith('ERR_TLS') ||

@@ -27,6 +27,8 @@ export interface ContractTarget {
   connectQuery?: string;
   /** How long a peer that vanished may take to be noticed (ms). */
   goneWithinMs?: number;
+  /** Extra transport options (e.g. TLS material), read when a test starts. */
+  options?: () => Partial<TransportOptions>;
 }
 
 const OPTS: TransportOptions = { limits: { ...DEFAULT_LIMITS }, connectTimeoutMs: 5000 };
@@ -47,12 +49,12 @@ function q(query: string | undefined): string {
 
 async function listen(t: ContractTarget, onConn: (c: Connection) => void): Promise<Listener> {
   const url = new URL(`${t.scheme}://127.0.0.1:0${q(t.listenQuery)}`);
-  return transportFor(url).listen(url, OPTS, onConn);
+  return transportFor(url).listen(url, { ...OPTS, ...t.options?.() }, onConn);
 }
 
 async function connectTo(t: ContractTarget, port: number): Promise<Connection> {
   const url = new URL(`${t.scheme}://127.0.0.1:${port}${q(t.connectQuery)}`);
-  return transportFor(url).connect(url, OPTS);
+  return transportFor(url).connect(url, { ...OPTS, ...t.options?.() });
 }
 
 function closed(c: Connection, timeoutMs = 15_000): Promise<FramewireError | undefined> {
