@@ -12,6 +12,13 @@ import './compat/index.js';
 import './transports/udp/index.js';
 
 export {
+  IZMQ_DEFAULT_PORT,
+  type ImageZmqListener,
+  ImageZmqSender,
+  type ImageZmqSenderOptions,
+  type ImageZmqSenderStats,
+  imageZmqEndpoints,
+  izmqStreamName,
   LEGACY_DEFAULT_PORTS,
   type LegacyClientStats,
   LegacyJsonClient,
