@@ -12,11 +12,11 @@ import './compat/index.js';
 import './transports/udp/index.js';
 
 export {
-  IZMQ_DEFAULT_PORT,
   type ImageZmqListener,
   ImageZmqSender,
   type ImageZmqSenderOptions,
   type ImageZmqSenderStats,
+  IZMQ_DEFAULT_PORT,
   imageZmqEndpoints,
   izmqStreamName,
   LEGACY_DEFAULT_PORTS,
