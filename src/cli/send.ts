@@ -3,8 +3,6 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { legacySchemeOf, legacySendCommand } from '../compat/cli.js';
-import { izmqSchemeOf, izmqSendCommand } from '../compat/imagezmq/cli.js';
 import {
   connect,
   type Frame,
@@ -35,6 +33,8 @@ import {
   tokenOption,
   UsageError,
 } from './common.js';
+import { izmqSchemeOf, izmqSendCommand } from './imagezmq.js';
+import { legacySchemeOf, legacySendCommand } from './legacy.js';
 import { formatSummary, Progress } from './progress.js';
 import { StatusLine } from './status-line.js';
 import { parseMtu, parseRate, withUdpOptions } from './udp-options.js';

@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { FramewireError } from '../../errors.js';
 import type { StreamKind } from '../../protocol/constants.js';
+import { monoMs } from '../../time.js';
 import type { Frame } from '../../types.js';
 import { abortedError, sleep } from '../common.js';
 import { encodeImageZmq, type FwInfo, isErrorReply } from './format.js';
@@ -145,10 +146,10 @@ export class ImageZmqSender {
   }
 
   async #waitForSubscribers(n: number): Promise<void> {
-    const until = Date.now() + this.#retryForMs;
+    const until = monoMs() + this.#retryForMs;
     while (this.#subscribers < n) {
       if (this.#signal?.aborted || this.#closed) throw abortedError(this.target);
-      if (Date.now() >= until) {
+      if (monoMs() >= until) {
         throw new FramewireError(
           'ERR_UNREACHABLE',
           `${this.target}: ${this.#subscribers} of ${n} subscriber(s) connected within ${this.#retryForMs} ms`,
@@ -217,7 +218,7 @@ export class ImageZmqSender {
 
   /** One request and its reply, with Lazy Pirate resends. */
   async #request(parts: Buffer[]): Promise<Buffer> {
-    const until = Date.now() + this.#retryForMs;
+    const until = monoMs() + this.#retryForMs;
     const onAbort = () => this.#req?.close();
     this.#signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -233,8 +234,8 @@ export class ImageZmqSender {
           await sock.send(parts);
           const [reply = Buffer.alloc(0)] = await sock.receive();
           // The hub could not store it (a full disk, say): worth another try after a pause.
-          if (reply.toString('latin1', 0, 17) === 'ERR_WRITE_FAILED:' && Date.now() < until) {
-            await sleep(Math.min(1000, until - Date.now()), this.#signal);
+          if (reply.toString('latin1', 0, 17) === 'ERR_WRITE_FAILED:' && monoMs() < until) {
+            await sleep(Math.min(1000, until - monoMs()), this.#signal);
             continue;
           }
           return reply;
@@ -244,7 +245,7 @@ export class ImageZmqSender {
           // No reply in time: this socket is stuck waiting for it (REQ allows nothing else), so it goes.
           sock.close();
           this.#req = undefined;
-          if (Date.now() >= until) {
+          if (monoMs() >= until) {
             throw new FramewireError(
               'ERR_UNREACHABLE',
               `${this.target}: no reply for ${this.#retryForMs} ms (${attempt + 1} attempt${attempt === 0 ? '' : 's'})`,

@@ -12,11 +12,12 @@
  * wins). Frames reach the sinks through server.deliverFrame, like the native ones.
  */
 import { crc32 } from 'node:zlib';
+import { channels } from '../../diagnostics.js';
 import { FramewireError, toFramewireError } from '../../errors.js';
+import { checkFileName } from '../../names.js';
 import { STREAM_KINDS, type StreamKind, type StreamMode } from '../../protocol/constants.js';
-import { channels } from '../../session/diagnostics.js';
-import { checkFileName } from '../../session/names.js';
 import type { FramewireServer } from '../../session/server.js';
+import { wallUs } from '../../time.js';
 import type { Listener } from '../../transports/types.js';
 import type { ReceivedFrame, StreamInfo } from '../../types.js';
 import {
@@ -26,7 +27,6 @@ import {
   inStreamOrder,
   type LegacyStats,
   newStats,
-  nowUs,
 } from '../common.js';
 import { resumePoint } from '../legacy-udp.js';
 import {
@@ -241,7 +241,7 @@ export async function startImageZmqHub(url: URL, server: FramewireServer): Promi
       let reply: Buffer;
       try {
         const m = d.parse(parts);
-        await d.store(m, d.stateOf(m), nowUs());
+        await d.store(m, d.stateOf(m), wallUs());
         reply = Buffer.from(IZMQ_OK);
       } catch (err) {
         reply = errorReply(d.refuse(err));
@@ -327,7 +327,7 @@ export async function startImageZmqSub(url: URL, server: FramewireServer): Promi
         const old = st.queue.shift()!;
         d.dropLive(st, old.m.data.length);
       }
-      st.queue.push({ m, receivedUs: nowUs() });
+      st.queue.push({ m, receivedUs: wallUs() });
       if (!st.draining) {
         st.draining = true;
         const p = (async () => {

@@ -8,9 +8,9 @@
  * capture time), which ImageZMQ hubs ignore and framewire's hub uses to drop a resent duplicate.
  */
 import { FramewireError } from '../../errors.js';
+import { MAX_STREAM_NAME_BYTES, unsafeReason } from '../../names.js';
 import type { ContentType, PixelFormat, StreamKind } from '../../protocol/constants.js';
 import { STREAM_KINDS } from '../../protocol/constants.js';
-import { MAX_STREAM_NAME_BYTES, unsafeReason } from '../../session/names.js';
 
 /** ImageZMQ hubs answer `OK`; a framewire hub answers a refused message with `ERR_…: why`. */
 export const IZMQ_OK = 'OK';

@@ -1,17 +1,16 @@
 /**
  * `framewire send … --to izmq://HOST:PORT | izmq+pub://HOST:PORT`: frames to an ImageZMQ hub (REQ, Lazy
- * Pirate resends) or to ImageZMQ subscribers (PUB). Imported by the CLI only (src/cli/send.ts dispatches
- * here), never by the library, so it may use the CLI's printing helpers.
+ * Pirate resends) or to ImageZMQ subscribers (PUB); src/cli/send.ts dispatches here.
  */
-import { defaultStreamName, EXIT, line, reportError } from '../../cli/common.js';
-import { formatSummary, Progress } from '../../cli/progress.js';
-import { FramewireError } from '../../errors.js';
-import type { StreamKind } from '../../protocol/constants.js';
-import { describeFfmpeg, ffmpegSource, ffmpegStreamName, isFfmpegInput } from '../../sources/ffmpeg.js';
-import { folderSource } from '../../sources/folder.js';
-import type { Frame } from '../../types.js';
-import { ImageZmqSender } from './client.js';
-import { izmqSchemeOf } from './zmq.js';
+import { ImageZmqSender } from '../compat/imagezmq/client.js';
+import { izmqSchemeOf } from '../compat/imagezmq/zmq.js';
+import { FramewireError } from '../errors.js';
+import type { StreamKind } from '../protocol/constants.js';
+import { describeFfmpeg, ffmpegSource, ffmpegStreamName, isFfmpegInput } from '../sources/ffmpeg.js';
+import { folderSource } from '../sources/folder.js';
+import type { Frame } from '../types.js';
+import { defaultStreamName, EXIT, line, reportError } from './common.js';
+import { formatSummary, Progress } from './progress.js';
 
 export { izmqSchemeOf };
 
