@@ -277,3 +277,45 @@ describe('the viewer shows an ImageZMQ stream', () => {
     }
   });
 });
+
+describe('a framewire hub restarted on the same folder', () => {
+  test("knows a framewire sender's frames it already saved (from index.jsonl) and does not save them twice", async () => {
+    const { dir, cleanup } = await tempDir('fw-izmq-again-');
+    const jpg = await solidJpeg(16, 16, [5, 6, 7]);
+    const sendAll = async (seqs: number[]) => {
+      const server = await createServer({
+        listen: 'izmq://127.0.0.1:0',
+        sinks: [await FolderSink.open(dir)],
+      });
+      const req = new zmq.Request({ linger: 0, receiveTimeout: 20_000 });
+      req.connect(`tcp://127.0.0.1:${server.port}`);
+      try {
+        for (const seq of seqs) {
+          const fw = { epoch: 'run-7', seq, name: `${seq}.jpg` };
+          await req.send([Buffer.from(JSON.stringify({ msg: 'again', fw })), jpg]);
+          assert.equal((await req.receive())[0]!.toString(), 'OK');
+        }
+      } finally {
+        req.close();
+        await server.close();
+      }
+    };
+    try {
+      await sendAll([0, 1, 2]);
+      // The reply to 2 was "lost": the sender sends 2 again to the restarted hub, then goes on.
+      await sendAll([2, 3]);
+      const idx = await indexOf(join(dir, 'again'));
+      assert.deepEqual(
+        idx.map((e) => [e.seq, e.name]),
+        [
+          [0, '0.jpg'],
+          [1, '1.jpg'],
+          [2, '2.jpg'],
+          [3, '3.jpg'],
+        ],
+      );
+    } finally {
+      await cleanup();
+    }
+  });
+});
