@@ -12,6 +12,7 @@
 //   BENCH_ROWS       comma-separated row ids to run: baseline, null, null-nocrc, folder, null-w512 (default: all but
 //                    null-w512)
 //   BENCH_POOL       distinct random payloads per size (default 8)
+//   BENCH_IZMQ_FRAMES frames per ImageZMQ row (bench/izmq.mjs; default 3000; BENCH_ROWS=…,izmq selects them)
 //   BENCH_MAX_FRAMES end a row's measured window after this many frames sent (default: time only)
 //   BENCH_CPU_PROF   1: run the children under --cpu-prof, profiles in bench/out/prof/
 //   BENCH_TMPDIR     parent folder of the folder sink's output (default: the OS temp folder)
@@ -92,8 +93,8 @@ const rows = [];
 for (const size of SIZES) {
   for (const k of KINDS) if (wanted ? wanted.has(k.id) : !k.optional) rows.push({ ...k, size });
 }
-if (rows.length === 0) {
-  console.error(`BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}`);
+if (rows.length === 0 && !wanted?.has('udp') && !wanted?.has('izmq')) {
+  console.error(`BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}, udp, izmq`);
   process.exit(2);
 }
 
@@ -124,7 +125,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 const ROW_BUDGET_S = WARMUP + SECONDS + QUIET_S + 45;
-const RUN_BUDGET_S = rows.length * REPEAT * ROW_BUDGET_S;
+// Plus ten minutes for the UDP and ImageZMQ rows, which keep their own per-row deadlines.
+const RUN_BUDGET_S = rows.length * REPEAT * ROW_BUDGET_S + 600;
 const globalTimer = setTimeout(() => {
   console.error(`bench: the whole run exceeded ${RUN_BUDGET_S} s; killing everything`);
   cleanup();
@@ -512,12 +514,23 @@ const udp =
     ? undefined
     : await (await import('./udp.mjs')).runUdpBench({ seconds: SECONDS, warmup: WARMUP });
 if (udp) failures += udp.failures;
-const report = `${header()}\n\n${table(results)}\n\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}`;
+// ImageZMQ rows (bench/izmq.mjs: Python REQ sender into a Python hub and into framewire serve --listen izmq://);
+// BENCH_ROWS without "izmq" skips them; they need a python3 with zmq and numpy.
+const izmq =
+  wanted && !wanted.has('izmq')
+    ? undefined
+    : await (await import('./izmq.mjs')).runIzmqBench({
+        frames: Math.round(envNumber('BENCH_IZMQ_FRAMES', 3000)),
+        repeat: REPEAT,
+        tmpParent: TMP_PARENT,
+      });
+if (izmq) failures += izmq.failures;
+const report = `${header()}\n\n${table(results)}\n\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${izmq ? `\n${izmq.table}\n` : ''}`;
 process.stdout.write(report);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(
   join(outDir, 'latest.json'),
-  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results }, null, 2)}\n`,
+  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results, izmqRows: izmq?.results }, null, 2)}\n`,
 );
 console.error(`bench: wrote ${join(outDir, 'latest.json')}`);
 clearTimeout(globalTimer);

@@ -115,9 +115,11 @@ def save(out_dir, md, data, number, plain=False):
     fw = md.get("fw") if isinstance(md.get("fw"), dict) else {}
     name = fw.get("name") or (str(fw["seq"]) if "seq" in fw else str(number))
     name = os.path.basename(name)
+    if not fw.get("name") and "dtype" not in md:
+        name += ".jpg"
     if plain:
         # What a typical ImageZMQ hub does: open, write, close.
-        with open(os.path.join(folder, name + ".jpg"), "wb") as f:
+        with open(os.path.join(folder, name), "wb") as f:
             f.write(data)
         return
     if "dtype" in md:
