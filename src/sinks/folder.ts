@@ -150,6 +150,7 @@ class LineLog {
   readonly #fh: FileHandle;
   readonly #sync: boolean;
   #tail: Promise<unknown> = Promise.resolve();
+  #queued = 0;
   #checkTail = true;
 
   private constructor(path: string, fh: FileHandle, sync: boolean) {
@@ -174,9 +175,26 @@ class LineLog {
 
   /** Appends `line` (without its newline). Concurrent calls are written one after the other. */
   append(line: string): Promise<void> {
-    const run = this.#tail.then(() => this.#write(line));
+    this.#queued++;
+    const run = this.#tail.then(() => this.#write(line)).finally(() => this.#queued--);
     this.#tail = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * The same, written at once with a synchronous call when nothing is queued before it and the end of the
+   * file is known to be a line end (the `syncWriteMaxBytes` path); otherwise like append().
+   */
+  appendNow(line: string): Promise<void> | undefined {
+    if (this.#queued > 0 || this.#checkTail || this.#sync) return this.append(line);
+    const buf = Buffer.from(`${line}\n`, 'utf8');
+    try {
+      for (let off = 0; off < buf.length; ) off += writeSync(this.#fh.fd, buf, off, buf.length - off, null);
+    } catch (err) {
+      this.#checkTail = true;
+      return Promise.reject(err);
+    }
+    return undefined;
   }
 
   async #write(line: string): Promise<void> {
@@ -364,7 +382,8 @@ export class FolderSink implements Sink {
     }
     try {
       if (sd.dirHandle) await sd.dirHandle.sync();
-      await sd.index.append(indexLine(f, name));
+      const line = indexLine(f, name);
+      await (f.data.length <= this.#syncWriteMax ? sd.index.appendNow(line) : sd.index.append(line));
     } catch (err) {
       // The file is in place but unrecorded; the retransmission will replace it and record it.
       throw writeFailed(`cannot record frame ${f.seq} of stream "${stream}" in ${sd.index.path}`, err, where);
