@@ -9,7 +9,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { run } from '../../../src/cli/run.js';
-import { type FramewireError, ImageZmqSender } from '../../../src/index.js';
+import { createServer, type FramewireError, ImageZmqSender } from '../../../src/index.js';
 import { capture } from '../../helpers/cli.js';
 import { hue, solidJpeg } from '../../helpers/images.js';
 import { tempDir } from '../../helpers/tmp.js';
@@ -193,5 +193,35 @@ describe('framewire sender → Python ImageZMQ hubs', () => {
       await second?.kill();
       await cleanup();
     }
+  });
+});
+
+describe('bad ImageZMQ URLs and options', () => {
+  test('send --to izmq+sub:// is refused with ERR_UNSUPPORTED_SCHEME (a hub endpoint)', async () => {
+    const { dir, cleanup } = await tempDir('fw-izmq-bad-');
+    try {
+      await frameFolder(join(dir, 'cam'), 1);
+      const io = capture();
+      const code = await run(
+        ['send', join(dir, 'cam'), '--to', 'izmq+sub://127.0.0.1:5555', '--no-progress'],
+        io,
+      );
+      assert.equal(code, 2, 'a usage error, like any scheme that cannot take frames');
+      assert.match(io.err(), /ERR_UNSUPPORTED_SCHEME/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test('?timeout=abc, ?kind=bogus and a SUB hub without a port are ERR_BAD_OPTION / ERR_BAD_URL', async () => {
+    await assert.rejects(ImageZmqSender.open('izmq://127.0.0.1:5555?timeout=abc'), (e: FramewireError) => {
+      return e.code === 'ERR_BAD_OPTION';
+    });
+    await assert.rejects(createServer({ listen: 'izmq://127.0.0.1:0?kind=bogus' }), (e: FramewireError) => {
+      return e.code === 'ERR_BAD_OPTION';
+    });
+    await assert.rejects(createServer({ listen: 'izmq+sub://127.0.0.1:0' }), (e: FramewireError) => {
+      return e.code === 'ERR_BAD_URL';
+    });
   });
 });
