@@ -13,6 +13,7 @@
 //                    (default: all but null-w512)
 //   BENCH_BUS_FRAMES frames per bus row (default 1000; bench/bus.mjs)
 //   BENCH_POOL       distinct random payloads per size (default 8)
+//   BENCH_IZMQ_FRAMES frames per ImageZMQ row (bench/izmq.mjs; default 3000; BENCH_ROWS=…,izmq selects them)
 //   BENCH_MAX_FRAMES end a row's measured window after this many frames sent (default: time only)
 //   BENCH_CPU_PROF   1: run the children under --cpu-prof, profiles in bench/out/prof/
 //   BENCH_TMPDIR     parent folder of the folder sink's output (default: the OS temp folder)
@@ -106,8 +107,10 @@ for (const size of SIZES) {
     if (wanted ? wanted.has(k.id) : !k.optional) rows.push({ ...k, size });
   }
 }
-if (rows.length === 0 && !wanted?.has('udp') && !wanted?.has('bus')) {
-  console.error(`BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}, udp, bus`);
+if (rows.length === 0 && !wanted?.has('udp') && !wanted?.has('bus') && !wanted?.has('izmq')) {
+  console.error(
+    `BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}, udp, bus, izmq`,
+  );
   process.exit(2);
 }
 
@@ -138,8 +141,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 const ROW_BUDGET_S = WARMUP + SECONDS + QUIET_S + 45;
-// The UDP and bus rows (bench/udp.mjs, bench/bus.mjs) keep their own per-row deadlines; this adds room for them.
-const RUN_BUDGET_S = rows.length * REPEAT * ROW_BUDGET_S + 600;
+// The UDP, bus and ImageZMQ rows (bench/udp.mjs, bus.mjs, izmq.mjs) keep their own per-row deadlines; this adds room for them.
+const RUN_BUDGET_S = rows.length * REPEAT * ROW_BUDGET_S + 1800;
 const globalTimer = setTimeout(() => {
   console.error(`bench: the whole run exceeded ${RUN_BUDGET_S} s; killing everything`);
   cleanup();
@@ -548,13 +551,24 @@ const bus =
     ? undefined
     : await (await import('./bus.mjs')).runBusBench({ tmpParent: TMP_PARENT });
 if (bus) failures += bus.failures;
+// ImageZMQ rows (bench/izmq.mjs: Python REQ sender into a Python hub and into framewire serve --listen izmq://);
+// BENCH_ROWS without "izmq" skips them; they need a python3 with zmq and numpy.
+const izmq =
+  wanted && !wanted.has('izmq')
+    ? undefined
+    : await (await import('./izmq.mjs')).runIzmqBench({
+        frames: Math.round(envNumber('BENCH_IZMQ_FRAMES', 3000)),
+        repeat: REPEAT,
+        tmpParent: TMP_PARENT,
+      });
+if (izmq) failures += izmq.failures;
 const wsLine = wsLines(results);
-const report = `${header()}\n\n${table(results)}\n${wsLine ? `\n${wsLine}\n` : ''}\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${bus ? `\n${bus.table}\n` : ''}`;
+const report = `${header()}\n\n${table(results)}\n${wsLine ? `\n${wsLine}\n` : ''}\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${bus ? `\n${bus.table}\n` : ''}${izmq ? `\n${izmq.table}\n` : ''}`;
 process.stdout.write(report);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(
   join(outDir, 'latest.json'),
-  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results, busRows: bus?.results }, null, 2)}\n`,
+  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results, busRows: bus?.results, izmqRows: izmq?.results }, null, 2)}\n`,
 );
 console.error(`bench: wrote ${join(outDir, 'latest.json')}`);
 clearTimeout(globalTimer);

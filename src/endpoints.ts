@@ -3,14 +3,22 @@
  * src/transports/index.ts), in one visible place. A new endpoint that speaks another program's wire format
  * (docs/architecture.md) lives in src/compat/ and is added to BUILTIN_ENDPOINTS.
  */
-import { startLegacyJson, startLegacyTcp, startLegacyUdp } from './compat/index.js';
+import {
+  startImageZmqHub,
+  startImageZmqSub,
+  startLegacyJson,
+  startLegacyTcp,
+  startLegacyUdp,
+} from './compat/index.js';
 import { type EndpointStarter, FramewireServer, type ServerOptions } from './session/server.js';
 
-/** The seed programs' formats (docs/compat.md). */
+/** The seed programs' formats and ImageZMQ's hubs (docs/compat.md). */
 export const BUILTIN_ENDPOINTS: Readonly<Record<string, EndpointStarter>> = {
   'legacy-udp': startLegacyUdp,
   'legacy-json': startLegacyJson,
   'legacy-tcp': startLegacyTcp,
+  izmq: startImageZmqHub,
+  'izmq+sub': startImageZmqSub,
 };
 
 /**

@@ -9,6 +9,13 @@
 export type { BusConnectOptions, BusTls } from './bus/connect.js';
 export { BUS_URL_PARAMS, type BusConfig, parseBusUrl } from './bus/url.js';
 export {
+  type ImageZmqListener,
+  ImageZmqSender,
+  type ImageZmqSenderOptions,
+  type ImageZmqSenderStats,
+  IZMQ_DEFAULT_PORT,
+  imageZmqEndpoints,
+  izmqStreamName,
   LEGACY_DEFAULT_PORTS,
   type LegacyClientStats,
   LegacyJsonClient,

@@ -33,6 +33,7 @@ import {
   tokenOption,
   UsageError,
 } from './common.js';
+import { izmqSchemeOf, izmqSendCommand } from './imagezmq.js';
 import { legacySchemeOf, legacySendCommand } from './legacy.js';
 import { formatSummary, Progress } from './progress.js';
 import { StatusLine } from './status-line.js';
@@ -49,7 +50,10 @@ export function registerSend(program: Command, ctx: CommandContext): void {
       '<inputs...>',
       'folders, glob patterns ("frames/*.jpg") or image files; or one video file (.mp4, .mkv, .avi ...), camera (/dev/video0), rtsp:// or http:// URL, testsrc[:WxH@FPS] or thermal[:WxH@FPS]',
     )
-    .requiredOption('-t, --to <url>', 'receiver endpoint, e.g. tcp://127.0.0.1:7070')
+    .requiredOption(
+      '-t, --to <url>',
+      'receiver endpoint, e.g. tcp://127.0.0.1:7070 (also legacy-udp://, legacy-tcp://, izmq://, izmq+pub://)',
+    )
     .option(
       '-s, --stream <name>',
       'stream name (the folder name on the receiver); default: the input folder name, or testsrc, thermal, camN, rtsp, the video file name',
@@ -127,6 +131,8 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .action(async (inputs: string[], opts) => {
       // legacy-udp://, legacy-tcp://: the seed programs' servers (src/compat).
       if (legacySchemeOf(opts.to)) return ctx.setExit(await legacySendCommand(inputs, opts, ctx));
+      // izmq://, izmq+pub://: ImageZMQ hubs and subscribers (src/compat/imagezmq).
+      if (izmqSchemeOf(opts.to)) return ctx.setExit(await izmqSendCommand(inputs, opts, ctx));
       ctx.setExit(await sendCommand(inputs, opts, ctx));
     });
 }

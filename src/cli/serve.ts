@@ -160,6 +160,10 @@ async function serveCommand(
         await FolderSink.open(resolve(opts.out), {
           fsync: !!opts.fsync,
           onError: (e) => line(io.stderr, `framewire: ${e.message}`),
+          // An ImageZMQ REQ sender waits for each frame to be saved: its latency is the throughput.
+          ...((opts.listen ?? []).some((l) => /^izmq:\/\//i.test(l.trim()))
+            ? { syncWriteMaxBytes: 4 * 1024 * 1024 }
+            : {}),
         }),
       );
     }

@@ -6,6 +6,8 @@
  * - `legacy-json://` JSON messages over UDP, one datagram each (port 6666);
  * - `legacy-tcp://` the TCP folder-of-frames protocol (port 8000).
  * The ports in brackets are the defaults when a URL names none (the seed programs' ports).
+ * And ImageZMQ's (src/compat/imagezmq): `izmq://` a REP hub (port 5555), `izmq+sub://` a SUB hub connected
+ * to a PUB sender, and the sender ImageZmqSender.
  */
 
 export {
@@ -29,6 +31,17 @@ export {
   PICTURE_NAK,
   PICTURE_REPLY,
 } from './common.js';
+export {
+  type ImageZmqListener,
+  ImageZmqSender,
+  type ImageZmqSenderOptions,
+  type ImageZmqSenderStats,
+  IZMQ_DEFAULT_PORT,
+  imageZmqEndpoints,
+  izmqStreamName,
+  startImageZmqHub,
+  startImageZmqSub,
+} from './imagezmq/index.js';
 export { startLegacyJson } from './legacy-json.js';
 export { startLegacyTcp } from './legacy-tcp.js';
 export { startLegacyUdp } from './legacy-udp.js';

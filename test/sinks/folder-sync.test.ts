@@ -1,0 +1,66 @@
+/**
+ * FolderSink's syncWriteMaxBytes: frames up to the limit are written with synchronous calls, larger ones as
+ * usual; both end in the same place (file, index line, resume point), and a taken name is still refused.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { crc32 } from 'node:zlib';
+import { FolderSink } from '../../src/sinks/folder.js';
+import type { ReceivedFrame, StreamInfo } from '../../src/types.js';
+import { payload, tempDir } from '../helpers/tmp.js';
+
+const stream: StreamInfo = { name: 'cam0', kind: 'visible', mode: 'reliable', epoch: 'e1', sender: 'test' };
+
+function frame(seq: number, size: number): ReceivedFrame {
+  const data = payload(seq, size);
+  return {
+    stream,
+    seq,
+    captureUs: 1,
+    receivedUs: 2,
+    contentType: 'image/jpeg',
+    pixelFormat: 'none',
+    width: 0,
+    height: 0,
+    name: `${seq}.jpg`,
+    meta: undefined,
+    data,
+    crc: crc32(data),
+  };
+}
+
+test('frames under syncWriteMaxBytes are saved synchronously, larger ones asynchronously, the same way', async () => {
+  const { dir, cleanup } = await tempDir('fw-folder-sync-');
+  try {
+    const sink = await FolderSink.open(dir, { syncWriteMaxBytes: 1000, latest: false });
+    const sizes = [10, 1000, 1001, 50_000, 0];
+    for (const [seq, size] of sizes.entries()) await sink.frame(frame(seq, size));
+    for (const [seq, size] of sizes.entries()) {
+      assert.deepEqual(await readFile(join(dir, 'cam0', `${seq}.jpg`)), payload(seq, size));
+    }
+    const index = (await readFile(join(dir, 'cam0', 'index.jsonl'), 'utf8')).trim().split('\n');
+    assert.equal(index.length, sizes.length);
+    assert.equal(await sink.resumePoint(stream), sizes.length);
+    assert.deepEqual(
+      (await readdir(join(dir, 'cam0'))).filter((n) => n.startsWith('.')),
+      [],
+      'no temp file left',
+    );
+    // A directory in the way of the target: the synchronous path fails like the other, leaving no temp file.
+    await mkdir(join(dir, 'cam0', '9.jpg'));
+    await writeFile(join(dir, 'cam0', 'keep'), 'x');
+    await assert.rejects(
+      sink.frame(frame(9, 10)),
+      (e: Error & { code?: string }) => e.code === 'ERR_WRITE_FAILED',
+    );
+    assert.deepEqual(
+      (await readdir(join(dir, 'cam0'))).filter((n) => n.startsWith('.')),
+      [],
+    );
+    await sink.close();
+  } finally {
+    await cleanup();
+  }
+});
