@@ -30,6 +30,10 @@ test('four timestamps give offset and delay; the true offset is within offset ±
 
 test('the estimate is the minimum-delay sample of the window, its error half that delay', () => {
   const e = new OffsetEstimator({ window: 4 });
+  const tick = () => {
+    t += 1e6;
+    return t;
+  };
   assert.equal(e.estimate(), undefined);
   const legs = [
     [9000, 1000],
@@ -48,26 +52,30 @@ test('the estimate is the minimum-delay sample of the window, its error half tha
   assert.equal(est.offsetUs, 3_000_000 + 50);
   assert.ok(Math.abs(est.offsetUs - 3_000_000) <= est.errorUs);
   // The window slides: after four worse samples the 500 µs one is gone.
-  for (let i = 0; i < 4; i++) e.add(exchange((t += 1e6), 3_000_000, 900, 900));
+  for (let i = 0; i < 4; i++) e.add(exchange(tick(), 3_000_000, 900, 900));
   assert.equal(e.estimate()!.delayUs, 1800);
 });
 
 test('a clock step on either side is noticed at the next sample and the window restarts', () => {
   const e = new OffsetEstimator();
   let t = 1e9;
-  for (let i = 0; i < 5; i++) e.add(exchange((t += 1e6), 0, 200, 200));
+  const tick = () => {
+    t += 1e6;
+    return t;
+  };
+  for (let i = 0; i < 5; i++) e.add(exchange(tick(), 0, 200, 200));
   assert.ok(Math.abs(e.estimate()!.offsetUs) <= 200);
   // The responder's clock steps forward by 2 s (NTP answered at last).
-  assert.equal(e.add(exchange((t += 1e6), 2_000_000, 5000, 5000)), true);
+  assert.equal(e.add(exchange(tick(), 2_000_000, 5000, 5000)), true);
   let est = e.estimate()!;
   assert.equal(est.steps, 1);
   assert.equal(est.samples, 1);
   assert.ok(Math.abs(est.offsetUs - 2_000_000) <= est.errorUs);
   // The requester's clock steps back by 1 s: the offset seen grows by 1 s.
-  assert.equal(e.add(exchange((t += 1e6), 3_000_000, 100, 100)), true);
+  assert.equal(e.add(exchange(tick(), 3_000_000, 100, 100)), true);
   est = e.estimate()!;
   assert.equal(est.steps, 2);
   assert.ok(Math.abs(est.offsetUs - 3_000_000) <= est.errorUs);
   // Jitter within the error bounds is not a step.
-  assert.equal(e.add(exchange((t += 1e6), 3_000_000, 20_000, 100)), false);
+  assert.equal(e.add(exchange(tick(), 3_000_000, 20_000, 100)), false);
 });

@@ -96,7 +96,10 @@ function online(
   for (const e of events) {
     if (e.type === 'group') {
       assert.equal(e.group.frames.length, streams);
-      e.group.frames.forEach((f, i) => assert.equal(f.stream, names[i]));
+      assert.deepEqual(
+        e.group.frames.map((f) => f.stream),
+        names,
+      );
       groups.push(e.group.frames.map((f) => f.timeUs));
     } else {
       unpaired++;
