@@ -39,6 +39,7 @@ import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.j
 import type { Connection, TlsClientOptions } from '../transports/types.js';
 import type { Frame } from '../types.js';
 import { authError, checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
+import { CLOCK_VERSION, ClockSync } from './clock.js';
 import { checkStreamName } from './names.js';
 import { VERSION } from './server.js';
 
@@ -108,6 +109,12 @@ export interface ClientStats {
   reconnects: number;
   /** Latest PING round-trip time in ms, or undefined before the first PONG. */
   rttMs: number | undefined;
+  /**
+   * This sender's clock minus the receiver's, ms, from the clock exchange (docs/sync.md), and its error
+   * bound; undefined before the first exchange or with a receiver that does not speak it.
+   */
+  clockOffsetMs: number | undefined;
+  clockErrorMs: number | undefined;
   /** Time from writing a frame to its acknowledgement, over the last 10,000 frames (ms). */
   ackLatencyMs: { p50: number; p99: number; max: number; samples: number };
 }
@@ -251,6 +258,8 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     tls: TlsClientOptions | undefined;
   };
   private conn: Connection | undefined;
+  /** The clock exchange with the current receiver, when it speaks it. */
+  private clock: ClockSync | undefined;
   private ready = false;
   private readonly streams: ClientStream[] = [];
   private readonly byId = new Map<number, ClientStream>();
@@ -356,8 +365,12 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     const n = Math.min(this.latencyCount, this.latencies.length);
     const sorted = Array.from(this.latencies.subarray(0, n)).sort((a, b) => a - b);
     const pick = (q: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.floor(q * n))]!);
+    const clock = this.clock?.estimate();
     return {
       ...this.s,
+      // The exchange measures the receiver's clock minus ours; report ours minus the receiver's.
+      clockOffsetMs: clock ? -clock.offsetUs / 1000 : undefined,
+      clockErrorMs: clock ? clock.errorUs / 1000 : undefined,
       ackLatencyMs: { p50: pick(0.5), p99: pick(0.99), max: n ? sorted[n - 1]! : 0, samples: n },
     };
   }
@@ -733,6 +746,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         streams: declared.map((s) => this.decl(s)),
         messageSeq: this.messages[0]?.seq ?? this.messageSeq,
         ...(token === undefined ? {} : { auth: { nonce: senderNonce } }),
+        clock: CLOCK_VERSION,
       };
       conn.send(encodeControl(MessageType.HELLO, hello));
     });
@@ -762,6 +776,13 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     const mnext = typeof w.messageNext === 'number' ? w.messageNext : 0;
     this.ackMessages(mnext - 1);
     this.startKeepalive();
+    this.clock?.stop();
+    this.clock = undefined;
+    if (w.clock === CLOCK_VERSION && this.conn) {
+      const conn = this.conn;
+      this.clock = new ClockSync((m) => conn.send(m));
+      this.clock.start();
+    }
     this.emit('connected', { url: this.url.href, session: String(w.session), reconnect });
     this.pump();
   }
@@ -850,6 +871,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
   }
 
   private stopKeepalive(): void {
+    this.clock?.stop();
     if (this.keepalive) clearInterval(this.keepalive);
     this.keepalive = undefined;
   }
@@ -886,6 +908,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         // The receiver is shutting down; it closes the connection and we reconnect.
         break;
       default:
+        this.clock?.handle(m);
         break;
     }
   }

@@ -39,6 +39,7 @@ import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.j
 import type { Connection, Listener, TlsServerOptions } from '../transports/types.js';
 import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../types.js';
 import { authError, checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
+import { CLOCK_VERSION, ClockSync, correctCapture } from './clock.js';
 import { channels } from './diagnostics.js';
 import { checkFileName, checkStreamName } from './names.js';
 
@@ -85,6 +86,13 @@ export interface ServerOptions {
    * about a third of the CPU per byte on both sides.
    */
   verifyCrc?: boolean;
+  /**
+   * Take senders' capture times as they are (default false): PTP or chrony keep the clocks together. By
+   * default each connection measures its sender's clock offset and frames get `correctedUs` (docs/sync.md).
+   */
+  trustClocks?: boolean;
+  /** Period of the clock exchange with each sender (ms, default 2000). */
+  clockIntervalMs?: number;
 }
 
 export interface ConnectionInfo {
@@ -222,6 +230,8 @@ export class FramewireServer extends EventEmitter<ServerEvents> {
       token: checkToken(options.token),
       tls: options.tls,
       verifyCrc: options.verifyCrc ?? true,
+      trustClocks: options.trustClocks ?? false,
+      clockIntervalMs: options.clockIntervalMs ?? 2000,
     };
   }
 
@@ -466,6 +476,8 @@ export class ReceiverSession {
   private readonly timers: NodeJS.Timeout[] = [];
   private finished = false;
   private closeError: FramewireError | undefined;
+  /** The clock exchange, when the sender speaks it. */
+  private clock: ClockSync | undefined;
 
   constructor(server: FramewireServer, conn: Connection) {
     this.server = server;
@@ -550,6 +562,7 @@ export class ReceiverSession {
           );
           break;
         default:
+          if (this.clock?.handle(m)) break;
           throw new FramewireError('ERR_PROTOCOL', `a sender may not send message type ${m.type}`);
       }
     } catch (err) {
@@ -580,6 +593,7 @@ export class ReceiverSession {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.clock?.stop();
     for (const t of this.timers) clearTimeout(t);
     // Queued frames that were not started are dropped: they were not acknowledged, the sender resends them.
     for (const s of this.streams.values()) this.detach(s);
@@ -730,7 +744,12 @@ export class ReceiverSession {
         },
         verifyCrc: this.server.options.verifyCrc,
       };
+      if (body.clock === CLOCK_VERSION) {
+        this.clock = new ClockSync((m) => this.conn.send(m), { intervalMs: this.server.options.clockIntervalMs });
+        welcome.clock = CLOCK_VERSION;
+      }
       this.conn.send(encodeControl(MessageType.WELCOME, welcome));
+      this.clock?.start();
       if (channels.connection.hasSubscribers) {
         channels.connection.publish({ server: this.server, connection: this.info() });
       }
@@ -927,6 +946,7 @@ export class ReceiverSession {
             meta: f.meta,
             data: f.payload,
             crc: f.crc,
+            ...correctCapture(f.captureUs, this.clock?.estimate(), this.server.options.trustClocks),
           };
           try {
             const stored = this.server.deliverFrameFast(rf);
