@@ -106,3 +106,10 @@ export function toFramewireError(err: unknown, code: ErrorCode, context: string)
   const msg = err instanceof Error ? err.message : String(err);
   return new FramewireError(code, `${context}: ${msg}`, { cause: err });
 }
+
+/** The one ERR_AUTH error of every layer (handshake, UDP sealing), with the hint that fixes it. */
+export function authError(message: string): FramewireError {
+  return new FramewireError('ERR_AUTH', message, {
+    hint: 'give both sides the same --token (or FRAMEWIRE_TOKEN)',
+  });
+}

@@ -6,11 +6,6 @@
  * ```
  * Everything public is exported from here; nothing else is part of the API.
  */
-// Registers the seed programs' endpoints (legacy-udp://, legacy-json://, legacy-tcp://) for createServer.
-import './compat/index.js';
-// Registers udp:// (framewire's own datagram layer) with the transport registry.
-import './transports/udp/index.js';
-
 export {
   LEGACY_DEFAULT_PORTS,
   type LegacyClientStats,
@@ -25,7 +20,19 @@ export {
   legacyEndpoints,
   sendLegacyJson,
 } from './compat/index.js';
+export {
+  CHANNELS as DIAGNOSTICS_CHANNELS,
+  type ConnectionEvent,
+  type DisconnectEvent,
+  type DropEvent,
+  type FrameEvent,
+  type MessageEvent,
+  type RetransmitEvent,
+  type StreamEvent,
+} from './diagnostics.js';
+export { BUILTIN_ENDPOINTS, createServer } from './endpoints.js';
 export { ErrorCode, FramewireError, isErrorCode } from './errors.js';
+export { checkFileName, checkStreamName } from './names.js';
 export {
   CONTENT_TYPES,
   DEFAULT_LIMITS,
@@ -47,23 +54,11 @@ export {
   type StreamOptions,
 } from './session/client.js';
 export {
-  CHANNELS as DIAGNOSTICS_CHANNELS,
-  type ConnectionEvent,
-  type DisconnectEvent,
-  type DropEvent,
-  type FrameEvent,
-  type MessageEvent,
-  type RetransmitEvent,
-  type StreamEvent,
-} from './session/diagnostics.js';
-export { checkFileName, checkStreamName } from './session/names.js';
-export {
   type ConnectionInfo,
-  createServer,
+  type EndpointStarter,
   FramewireServer,
   type ServerEvents,
   type ServerOptions,
-  VERSION,
 } from './session/server.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
@@ -87,6 +82,8 @@ export { FolderSource, type FolderSourceOptions, folderSource, naturalCompare } 
 export { DEFAULT_PORT } from './transports/index.js';
 export type { Connection, Listener, SendOptions, Transport } from './transports/types.js';
 export {
+  MAX_MTU,
+  MIN_MTU,
   UDP_URL_PARAMS,
   type UdpConnectionStats,
   UdpListener,
@@ -103,3 +100,4 @@ export type {
   StreamKind,
   StreamMode,
 } from './types.js';
+export { VERSION } from './version.js';

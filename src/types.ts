@@ -90,3 +90,21 @@ export interface Sink {
   message?(message: ReceivedMessage): Promise<void> | void;
   close?(): Promise<void> | void;
 }
+
+/** A sender connection as the receiver reports it (events, diagnostics channels). */
+export interface ConnectionInfo {
+  id: string;
+  remote: string;
+  client: string;
+}
+
+/**
+ * What sinks and diagnostics subscribers may know of the receiver that feeds them; `FramewireServer`
+ * implements it. Sinks see frames and this, never a socket or a session.
+ */
+export interface ReceiverInfo {
+  /** The sinks the receiver writes to, in order. */
+  readonly sinks: readonly Sink[];
+  /** Senders connected right now. */
+  readonly connections: number;
+}

@@ -4,6 +4,7 @@ import { basename, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InvalidArgumentError, Option } from 'commander';
 import { FramewireError } from '../index.js';
+import { parseByteSize, SIZE_SYNTAX } from '../sizes.js';
 
 export interface CliIO {
   stdout: NodeJS.WritableStream;
@@ -29,21 +30,15 @@ export function parsePositive(name: string) {
   };
 }
 
-/** Parses sizes like 64MB, 512KiB, 1048576. */
+/** A commander argument parser for size options; one syntax everywhere (src/sizes.ts, docs/cli.md). */
 export function parseSize(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i.exec(v.trim());
-  if (!m) throw new InvalidArgumentError(`"${v}" is not a size (e.g. 64MB, 512KiB, 1048576)`);
-  const unit = (m[2] ?? 'b').toLowerCase();
-  const mult: Record<string, number> = {
-    b: 1,
-    kb: 1e3,
-    kib: 1024,
-    mb: 1e6,
-    mib: 1024 ** 2,
-    gb: 1e9,
-    gib: 1024 ** 3,
-  };
-  return Math.round(Number(m[1]) * mult[unit]!);
+  try {
+    return parseByteSize(v, 'size');
+  } catch (err) {
+    if (err instanceof FramewireError)
+      throw new InvalidArgumentError(`"${v}" is not a size (${SIZE_SYNTAX})`);
+    throw err;
+  }
 }
 
 export function collect(v: string, prev: string[] | undefined): string[] {

@@ -1,6 +1,5 @@
 /** `framewire msg`: send JSON messages. */
 import { type Command, Option } from 'commander';
-import { legacyMsgCommand, legacySchemeOf } from '../compat/cli.js';
 import { connect } from '../index.js';
 import {
   type CommandContext,
@@ -15,6 +14,7 @@ import {
   tokenOption,
   UsageError,
 } from './common.js';
+import { legacyMsgCommand, legacySchemeOf } from './legacy.js';
 
 /** Adds `framewire msg` to the program. */
 export function registerMsg(program: Command, ctx: CommandContext): void {

@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { legacySchemeOf, legacySendCommand } from '../compat/cli.js';
 import {
   connect,
   type Frame,
@@ -34,6 +33,7 @@ import {
   tokenOption,
   UsageError,
 } from './common.js';
+import { legacySchemeOf, legacySendCommand } from './legacy.js';
 import { formatSummary, Progress } from './progress.js';
 import { StatusLine } from './status-line.js';
 import { parseMtu, parseRate, withUdpOptions } from './udp-options.js';

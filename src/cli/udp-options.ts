@@ -1,8 +1,8 @@
 /** The udp:// options of `framewire send` and `serve` (--mtu, --rate), carried to the transport in the URL. */
 import { InvalidArgumentError } from 'commander';
 import { FramewireError } from '../errors.js';
+import { parseByteSize } from '../sizes.js';
 import { MAX_MTU, MIN_MTU } from '../transports/udp/datagram.js';
-import { parseByteSize } from '../transports/udp/options.js';
 import { UsageError } from './common.js';
 
 /** --mtu: a datagram size in bytes. */

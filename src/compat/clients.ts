@@ -8,7 +8,8 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { FramewireError, toFramewireError } from '../errors.js';
-import { checkFileName, checkStreamName } from '../session/names.js';
+import { checkFileName, checkStreamName } from '../names.js';
+import { backoffMs, monoMs } from '../time.js';
 import { describeSocketError } from '../transports/tcp.js';
 import {
   abortedError,
@@ -107,11 +108,11 @@ class DatagramPeer {
 
   /** The next answer, or undefined after `timeoutMs` (or when `signal` aborts). */
   async nextReply(timeoutMs: number, signal?: AbortSignal): Promise<Buffer | undefined> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = monoMs() + timeoutMs;
     for (;;) {
       const r = this.#replies.shift();
       if (r) return r;
-      const left = deadline - Date.now();
+      const left = deadline - monoMs();
       if (left <= 0 || signal?.aborted) return undefined;
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, left);
@@ -471,7 +472,7 @@ class OkCounter {
   constructor(socket: net.Socket, target: string) {
     this.#target = target;
     socket.on('data', (chunk: Buffer) => {
-      this.lastAt = Date.now();
+      this.lastAt = monoMs();
       let text = this.#carry + chunk.toString('latin1');
       while (text.startsWith('ok')) {
         this.count++;
@@ -503,11 +504,11 @@ class OkCounter {
 
   /** Resolves once `count >= n`; rejects on a timeout, a closed connection or a strange answer. */
   async atLeast(n: number, timeoutMs: number, what: string, signal?: AbortSignal): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = monoMs() + timeoutMs;
     while (this.count < n) {
       if (this.#failure) throw this.#failure;
       if (signal?.aborted) throw abortedError(this.#target);
-      const left = deadline - Date.now();
+      const left = deadline - monoMs();
       if (left <= 0) {
         throw new FramewireError(
           'ERR_REPLY_TIMEOUT',
@@ -524,10 +525,10 @@ class OkCounter {
 
   /** Resolves once no answer has come for `quietMs` (at most `capMs` in all). */
   async quiet(quietMs: number, capMs: number, signal?: AbortSignal): Promise<void> {
-    const cap = Date.now() + capMs;
+    const cap = monoMs() + capMs;
     for (;;) {
       if (this.#failure) throw this.#failure;
-      const wait = Math.min(this.lastAt + quietMs, cap) - Date.now();
+      const wait = Math.min(this.lastAt + quietMs, cap) - monoMs();
       if (wait <= 0 || signal?.aborted) return;
       await sleep(wait, signal);
     }
@@ -620,6 +621,7 @@ export class LegacyTcpClient {
     }
     let retryUntil: number | undefined;
     let first: FramewireError | undefined;
+    let attempt = 0;
     for (;;) {
       const reconnecting = first !== undefined && this.#link === undefined;
       try {
@@ -632,18 +634,18 @@ export class LegacyTcpClient {
         const e = toFramewireError(err, 'ERR_CLOSED', this.target);
         this.#drop();
         first ??= e;
-        retryUntil ??= Date.now() + this.#o.retryForMs;
+        retryUntil ??= monoMs() + this.#o.retryForMs;
         // A lost connection, or a receiver not (yet, or again) listening, is worth trying again; a timeout
         // is not (a seed server that stopped answering is stuck, and a new connection would wait behind it).
         const retryable = e.code === 'ERR_CLOSED' || e.code === 'ERR_UNREACHABLE';
-        if (!retryable || Date.now() >= retryUntil || this.#o.signal?.aborted) {
+        if (!retryable || monoMs() >= retryUntil || this.#o.signal?.aborted) {
           if (!reconnecting || e === first || first.code === 'ERR_UNREACHABLE') throw e;
           throw new FramewireError(first.code, `${first.detail}; sending ${name} again failed: ${e.detail}`, {
             ...(first.hint ? { hint: first.hint } : {}),
             cause: e,
           });
         }
-        await sleep(Math.min(1000, retryUntil - Date.now()), this.#o.signal);
+        await sleep(Math.min(backoffMs(++attempt, 1000), retryUntil - monoMs()), this.#o.signal);
         this.stats.reconnects++;
       }
     }

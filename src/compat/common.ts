@@ -6,8 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { channels } from '../diagnostics.js';
 import { FramewireError } from '../errors.js';
-import { channels } from '../session/diagnostics.js';
 import type { ConnectionInfo, FramewireServer } from '../session/server.js';
 import type { Listener } from '../transports/types.js';
 import { hostOf, parseEndpoint } from '../transports/url.js';
@@ -122,10 +122,6 @@ export function hostPort(address: string, port: number): string {
 /** A stream name for a UDP sender that passes the stream-name checks, e.g. `udp-127.0.0.1-53422`. */
 export function udpStreamName(address: string, port: number): string {
   return `udp-${address.replace(/[^A-Za-z0-9.]/g, '_')}-${port}`;
-}
-
-export function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
 }
 
 export function legacyEpoch(): string {

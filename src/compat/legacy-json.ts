@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { FramewireError, toFramewireError } from '../errors.js';
 import type { FramewireServer } from '../session/server.js';
+import { wallUs } from '../time.js';
 import type { ReceivedMessage } from '../types.js';
 import {
   bindUdp,
@@ -22,7 +23,6 @@ import {
   MESSAGE_LOST,
   MESSAGE_REPLY,
   newStats,
-  nowUs,
   rememberEndpoint,
 } from './common.js';
 
@@ -105,7 +105,7 @@ export async function startLegacyJson(url: URL, server: FramewireServer): Promis
       sender: from,
       epoch: s.epoch,
       seq: s.seq++,
-      receivedUs: nowUs(),
+      receivedUs: wallUs(),
       ref: undefined,
       json,
       text,

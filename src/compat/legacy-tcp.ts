@@ -10,12 +10,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { extname } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FramewireError, toFramewireError } from '../errors.js';
-import { type ContentType, STREAM_KINDS, type StreamKind } from '../protocol/constants.js';
-import { checkFileName, checkStreamName } from '../session/names.js';
+import { checkFileName, checkStreamName, contentTypeOf } from '../names.js';
+import { STREAM_KINDS, type StreamKind } from '../protocol/constants.js';
 import type { ConnectionInfo, FramewireServer } from '../session/server.js';
+import { wallUs } from '../time.js';
 import { listenServer } from '../transports/tcp.js';
 import type { ReceivedFrame, StreamInfo } from '../types.js';
 import {
@@ -32,7 +32,6 @@ import {
   legacyAddress,
   legacyEpoch,
   newStats,
-  nowUs,
   numberParam,
   rememberEndpoint,
   TCP_OK,
@@ -47,14 +46,6 @@ export function kindOfFormat(format: string): StreamKind | undefined {
   const f = format.trim().toLowerCase();
   if (f === 'ir') return 'infrared';
   return STREAM_KINDS.includes(f as StreamKind) ? (f as StreamKind) : undefined;
-}
-
-export function contentTypeOfName(name: string): ContentType {
-  const ext = extname(name).toLowerCase();
-  if (ext === '.jpg' || ext === '.jpeg') return 'image/jpeg';
-  if (ext === '.png') return 'image/png';
-  if (ext === '.raw') return 'raw';
-  return 'application/octet-stream';
 }
 
 export async function startLegacyTcp(url: URL, server: FramewireServer): Promise<LegacyListener> {
@@ -290,13 +281,13 @@ class LegacyTcpSession {
     } else {
       // Reading waits while the frame is stored; the seed client waits for the last `ok` anyway.
       this.#socket.pause();
-      const receivedUs = nowUs();
+      const receivedUs = wallUs();
       const frame: ReceivedFrame = {
         stream,
         seq,
         captureUs: receivedUs,
         receivedUs,
-        contentType: contentTypeOfName(ev.name),
+        contentType: contentTypeOf(ev.name),
         pixelFormat: 'none',
         width: 0,
         height: 0,

@@ -12,6 +12,7 @@ import { crc32 } from 'node:zlib';
 import { FramewireError, toFramewireError } from '../errors.js';
 import { STREAM_KINDS, type StreamKind } from '../protocol/constants.js';
 import type { FramewireServer } from '../session/server.js';
+import { monoMs, wallUs } from '../time.js';
 import type { ReceivedFrame, StreamInfo } from '../types.js';
 import {
   announceStream,
@@ -25,7 +26,6 @@ import {
   type LegacyListener,
   legacyAddress,
   newStats,
-  nowUs,
   numberParam,
   PICTURE_NAK,
   PICTURE_REPLY,
@@ -134,7 +134,7 @@ export async function startLegacyUdp(url: URL, server: FramewireServer): Promise
         },
       }),
       timer: undefined,
-      lastSeen: Date.now(),
+      lastSeen: monoMs(),
       next: undefined,
       queued: 0,
     };
@@ -174,7 +174,7 @@ export async function startLegacyUdp(url: URL, server: FramewireServer): Promise
     }
     s.queued++;
     pendingBytes += data.length;
-    const receivedUs = nowUs();
+    const receivedUs = wallUs();
     const p = inStreamOrder(server, s.stream.name, async () => {
       if (s.next === undefined) {
         s.next = await resumePoint(server, s.stream);
@@ -250,7 +250,7 @@ export async function startLegacyUdp(url: URL, server: FramewireServer): Promise
       // Datagrams may be waiting in the socket after a stalled event loop: let them be read first.
       setImmediate(() => {
         if (closed || s.asm.idle || s.timer) return;
-        const silent = Date.now() - s.lastSeen;
+        const silent = monoMs() - s.lastSeen;
         if (silent + 1 < timeoutMs) arm(s, timeoutMs - silent);
         else handle(s, s.asm.expire());
       });
@@ -272,7 +272,7 @@ export async function startLegacyUdp(url: URL, server: FramewireServer): Promise
       );
     }
     const s = senderOf(rinfo.address, rinfo.port);
-    s.lastSeen = Date.now();
+    s.lastSeen = monoMs();
     handle(s, s.asm.push(msg));
     if (s.asm.idle) {
       if (s.timer) clearTimeout(s.timer);
@@ -286,7 +286,7 @@ export async function startLegacyUdp(url: URL, server: FramewireServer): Promise
   });
 
   const sweep = setInterval(() => {
-    const now = Date.now();
+    const now = monoMs();
     for (const s of [...senders.values()]) {
       if (now - s.lastSeen > SENDER_IDLE_MS && s.queued === 0) forget(s);
     }

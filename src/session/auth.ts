@@ -47,9 +47,3 @@ export function checkToken(token: string | undefined): string | undefined {
   }
   return token;
 }
-
-export function authError(message: string): FramewireError {
-  return new FramewireError('ERR_AUTH', message, {
-    hint: 'give both sides the same --token (or FRAMEWIRE_TOKEN)',
-  });
-}

@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { crc32 } from 'node:zlib';
-import { type ErrorCode, FramewireError, toFramewireError } from '../errors.js';
+import { authError, type ErrorCode, FramewireError, toFramewireError } from '../errors.js';
+import { checkStreamName, contentTypeOf } from '../names.js';
 import {
   type ContentType,
   DEFAULT_LIMITS,
@@ -35,13 +36,13 @@ import {
   type ResumePoint,
   type WelcomeBody,
 } from '../protocol/messages.js';
+import { backoffMs, monoMs, wallUs } from '../time.js';
 import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.js';
 import type { Connection, TlsClientOptions } from '../transports/types.js';
 import type { Frame } from '../types.js';
-import { authError, checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
+import { VERSION } from '../version.js';
+import { checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
 import { CLOCK_VERSION, ClockSync } from './clock.js';
-import { checkStreamName } from './names.js';
-import { VERSION } from './server.js';
 
 export interface ConnectOptions {
   /** Unacknowledged frames in flight, all streams together (default 128). */
@@ -150,17 +151,9 @@ interface OutMessage {
   sent: boolean;
 }
 
-const MIME_BY_EXT: Record<string, ContentType> = {
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  png: 'image/png',
-  raw: 'raw',
-};
-
+/** A frame's content type when none is given: from its name's extension, JPEG for unnamed frames. */
 function guessContentType(name: string | undefined): ContentType {
-  const ext = name?.split('.').pop()?.toLowerCase();
-  if (ext && ext in MIME_BY_EXT) return MIME_BY_EXT[ext]!;
-  return name && name.includes('.') ? 'application/octet-stream' : 'image/jpeg';
+  return name?.includes('.') ? contentTypeOf(name) : 'image/jpeg';
 }
 
 /** Errors after which reconnecting cannot help. */
@@ -177,10 +170,6 @@ const FINAL_CODES = new Set<string>([
   'ERR_META_TOO_LARGE',
   'ERR_MESSAGE_TOO_LARGE',
 ]);
-
-function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
-}
 
 /** One named stream of a client. */
 export class ClientStream {
@@ -452,7 +441,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     const parts = encodeFrame({
       streamId: st.id,
       seq,
-      captureUs: frame.captureUs ?? nowUs(),
+      captureUs: frame.captureUs ?? wallUs(),
       contentType,
       pixelFormat: frame.pixelFormat ?? 'none',
       width: frame.width ?? 0,
@@ -589,7 +578,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
   }
 
   private async runConnectLoop(): Promise<void> {
-    const started = Date.now();
+    const started = monoMs();
     let attempt = 0;
     for (;;) {
       if (this.closed || this.failure) return;
@@ -603,7 +592,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
           return;
         }
         attempt++;
-        const elapsed = Date.now() - started;
+        const elapsed = monoMs() - started;
         if (elapsed >= this.o.retryForMs) {
           const reason = e.code === 'ERR_UNREACHABLE' ? e.detail : e.message;
           this.fail(
@@ -618,9 +607,8 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
           );
           return;
         }
-        const base = Math.min(this.o.maxBackoffMs, 100 * 2 ** Math.min(attempt - 1, 10));
         const delayMs = Math.min(
-          Math.round(base * (0.5 + Math.random() / 2)),
+          backoffMs(attempt, this.o.maxBackoffMs),
           Math.max(0, this.o.retryForMs - elapsed),
         );
         if (this.listenerCount('reconnecting') > 0) this.emit('reconnecting', { attempt, delayMs, error: e });
@@ -657,7 +645,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         return;
       }
       this.conn = conn;
-      this.lastHeard = Date.now();
+      this.lastHeard = monoMs();
       let settled = false;
       const token = this.o.token;
       const senderNonce = token === undefined ? '' : newNonce();
@@ -682,7 +670,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
         } else resolve();
       };
       conn.on('message', (m: Message) => {
-        this.lastHeard = Date.now();
+        this.lastHeard = monoMs();
         if (!this.ready) {
           if (m.type === MessageType.AUTH && token !== undefined && !authenticated) {
             const nonce = m.body.nonce;
@@ -856,7 +844,7 @@ export class FramewireClient extends EventEmitter<ClientEvents> {
     this.keepalive = setInterval(() => {
       const conn = this.conn;
       if (!conn || !this.ready) return;
-      if (Date.now() - this.lastHeard > this.o.peerTimeoutMs) {
+      if (monoMs() - this.lastHeard > this.o.peerTimeoutMs) {
         conn.destroy(
           new FramewireError(
             'ERR_PEER_TIMEOUT',

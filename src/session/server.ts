@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { type ErrorCode, FramewireError, toFramewireError } from '../errors.js';
+import { authError, type ErrorCode, FramewireError, toFramewireError } from '../errors.js';
 import {
   DEFAULT_LIMITS,
   Flags,
@@ -37,19 +37,34 @@ import {
 } from '../protocol/messages.js';
 import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.js';
 import type { Connection, Listener, TlsServerOptions } from '../transports/types.js';
-import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../types.js';
-import { authError, checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
-import { CLOCK_VERSION, ClockSync, correctCapture } from './clock.js';
-import { channels } from './diagnostics.js';
-import { checkFileName, checkStreamName } from './names.js';
+import type {
+  ConnectionInfo,
+  ReceivedFrame,
+  ReceivedMessage,
+  ReceiverInfo,
+  Sink,
+  StreamInfo,
+} from '../types.js';
 
-export const VERSION = '0.1.0';
+export type { ConnectionInfo };
+
+import { channels } from '../diagnostics.js';
+import { checkFileName, checkStreamName } from '../names.js';
+import { monoMs, wallUs } from '../time.js';
+import { VERSION } from '../version.js';
+import { checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
+import { CLOCK_VERSION, ClockSync, correctCapture } from './clock.js';
 
 export interface ServerOptions {
   /** Endpoints to listen on, e.g. `tcp://0.0.0.0:7070`. Default `tcp://0.0.0.0:7070`. */
   listen?: string | string[];
   /** Where received frames and messages go, in addition to the 'frame' and 'message' events. */
   sinks?: Sink[];
+  /**
+   * Endpoint schemes beyond the protocol v1 transports, each with the function that starts it (the seed
+   * formats of src/compat). `createServer` from the package adds the built-in ones (src/endpoints.ts).
+   */
+  endpoints?: Readonly<Record<string, EndpointStarter>>;
   /** Decoder limits: frame, metadata, message and control sizes. */
   limits?: Partial<Limits>;
   /** Time a new connection has to send HELLO (ms, default 10000). */
@@ -93,12 +108,6 @@ export interface ServerOptions {
   trustClocks?: boolean;
   /** Period of the clock exchange with each sender (ms, default 2000). */
   clockIntervalMs?: number;
-}
-
-export interface ConnectionInfo {
-  id: string;
-  remote: string;
-  client: string;
 }
 
 export interface ServerEvents {
@@ -186,21 +195,18 @@ function checkDecl(d: unknown): StreamDecl {
  * {@link FramewireServer.deliverMessage}.
  */
 export type EndpointStarter = (url: URL, server: FramewireServer) => Promise<Listener>;
-const endpointStarters = new Map<string, EndpointStarter>();
 
-/** Registers a non-native endpoint scheme for `listen` (used by src/compat). */
-export function registerEndpoint(scheme: string, start: EndpointStarter): void {
-  endpointStarters.set(scheme, start);
-}
-
-export class FramewireServer extends EventEmitter<ServerEvents> {
-  readonly options: Required<Omit<ServerOptions, 'listen' | 'sinks' | 'limits' | 'token' | 'tls'>> & {
+export class FramewireServer extends EventEmitter<ServerEvents> implements ReceiverInfo {
+  readonly options: Required<
+    Omit<ServerOptions, 'listen' | 'sinks' | 'limits' | 'token' | 'tls' | 'endpoints'>
+  > & {
     limits: Limits;
     token: string | undefined;
     tls: TlsServerOptions | undefined;
   };
   readonly sinks: Sink[];
   private readonly endpoints: string[];
+  private readonly extraEndpoints: Readonly<Record<string, EndpointStarter>>;
   private bound: Listener[] = [];
   private readonly sessions = new Set<ReceiverSession>();
   private readonly records = new Map<string, StreamRecord>();
@@ -216,6 +222,7 @@ export class FramewireServer extends EventEmitter<ServerEvents> {
     if (this.endpoints.length === 0)
       throw new FramewireError('ERR_BAD_OPTION', 'listen needs at least one endpoint');
     this.sinks = options.sinks ?? [];
+    this.extraEndpoints = options.endpoints ?? {};
     this.options = {
       limits: { ...DEFAULT_LIMITS, ...options.limits },
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
@@ -237,6 +244,7 @@ export class FramewireServer extends EventEmitter<ServerEvents> {
 
   /** Binds every endpoint. Rejects with ERR_BAD_URL, ERR_UNSUPPORTED_SCHEME or ERR_LISTEN_FAILED. */
   async start(): Promise<void> {
+    const endpointStarters = new Map(Object.entries(this.extraEndpoints));
     const schemes = [...knownSchemes(), ...endpointStarters.keys()];
     const urls = this.endpoints.map((e) => parseEndpoint(e, schemes));
     try {
@@ -472,7 +480,7 @@ export class ReceiverSession {
   private messageAcked = -1;
   private messageAckSent = -1;
   private messageChain: Promise<void> = Promise.resolve();
-  private lastHeard = Date.now();
+  private lastHeard = monoMs();
   private readonly timers: NodeJS.Timeout[] = [];
   private finished = false;
   private closeError: FramewireError | undefined;
@@ -501,7 +509,7 @@ export class ReceiverSession {
     const idleCheck = Math.max(50, Math.min(5000, o.idleTimeoutMs / 4));
     this.timers.push(
       setInterval(() => {
-        if (Date.now() - this.lastHeard > o.idleTimeoutMs) {
+        if (monoMs() - this.lastHeard > o.idleTimeoutMs) {
           this.fatal(
             new FramewireError('ERR_PEER_TIMEOUT', `${this.remote} sent nothing for ${o.idleTimeoutMs} ms`),
           );
@@ -520,7 +528,7 @@ export class ReceiverSession {
   }
 
   private onMessage(m: Message): void {
-    this.lastHeard = Date.now();
+    this.lastHeard = monoMs();
     if (this.finished) return;
     try {
       if (
@@ -745,7 +753,9 @@ export class ReceiverSession {
         verifyCrc: this.server.options.verifyCrc,
       };
       if (body.clock === CLOCK_VERSION) {
-        this.clock = new ClockSync((m) => this.conn.send(m), { intervalMs: this.server.options.clockIntervalMs });
+        this.clock = new ClockSync((m) => this.conn.send(m), {
+          intervalMs: this.server.options.clockIntervalMs,
+        });
         welcome.clock = CLOCK_VERSION;
       }
       this.conn.send(encodeControl(MessageType.WELCOME, welcome));
@@ -937,7 +947,7 @@ export class ReceiverSession {
             stream: s.info,
             seq: f.seq,
             captureUs: f.captureUs,
-            receivedUs: Math.round((performance.timeOrigin + performance.now()) * 1000),
+            receivedUs: wallUs(),
             contentType: f.contentType,
             pixelFormat: f.pixelFormat,
             width: f.width,
@@ -1030,7 +1040,7 @@ export class ReceiverSession {
       sender: this.remote,
       epoch: this.epoch,
       seq: m.seq,
-      receivedUs: Math.round((performance.timeOrigin + performance.now()) * 1000),
+      receivedUs: wallUs(),
       ref: m.ref,
       json: m.json,
       text: m.text,
@@ -1048,11 +1058,4 @@ export class ReceiverSession {
       this.scheduleAck();
     });
   }
-}
-
-/** Creates a server and starts listening. */
-export async function createServer(options: ServerOptions = {}): Promise<FramewireServer> {
-  const server = new FramewireServer(options);
-  await server.start();
-  return server;
 }

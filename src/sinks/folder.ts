@@ -21,8 +21,9 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../errors.js';
+import { checkFileName, checkStreamName, TEMP_PREFIX } from '../names.js';
 import type { ContentType, PixelFormat } from '../protocol/constants.js';
-import { checkFileName, checkStreamName, TEMP_PREFIX } from '../session/names.js';
+import { monoMs } from '../time.js';
 import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../types.js';
 
 /** Options of {@link FolderSink}. */
@@ -368,7 +369,7 @@ export class FolderSink implements Sink {
     st.next = { dir, saved, seq };
     if (st.timer || st.running) return;
     const state = st;
-    const wait = Math.max(0, st.last + LATEST_INTERVAL_MS - Date.now());
+    const wait = Math.max(0, st.last + LATEST_INTERVAL_MS - monoMs());
     if (wait === 0) {
       this.#runLatest(stream, state);
       return;
@@ -383,7 +384,7 @@ export class FolderSink implements Sink {
     const n = st.next;
     if (!n) return;
     st.next = undefined;
-    st.last = Date.now();
+    st.last = monoMs();
     st.running = this.#track(this.#updateLatest(n.dir, n.saved, stream, n.seq)).finally(() => {
       st.running = undefined;
       if (st.next && !this.#closing) this.#scheduleLatest(st.next.dir, st.next.saved, stream, st.next.seq);

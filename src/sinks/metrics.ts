@@ -13,8 +13,8 @@ import {
   type FrameEvent,
   type MessageEvent,
   type RetransmitEvent,
-} from '../session/diagnostics.js';
-import type { FramewireServer } from '../session/server.js';
+} from '../diagnostics.js';
+import type { ReceiverInfo } from '../types.js';
 
 /** Options of {@link FramewireMetrics}. */
 export interface MetricsOptions {
@@ -22,7 +22,7 @@ export interface MetricsOptions {
    * Which servers to count. Default: every server in the process. The viewer passes "servers that list me
    * as a sink, or that I was attached to".
    */
-  accept?: (server: FramewireServer) => boolean;
+  accept?: (server: ReceiverInfo) => boolean;
   /** Bucket bounds of the end-to-end latency histogram, in seconds. */
   latencyBuckets?: number[];
 }
@@ -46,9 +46,9 @@ export interface ViewerCounts {
 export class FramewireMetrics {
   /** This instance's own registry (never prom-client's global one). */
   readonly registry = new Registry();
-  readonly #accept: (server: FramewireServer) => boolean;
+  readonly #accept: (server: ReceiverInfo) => boolean;
   /** Servers seen (or attached), for the connected-senders gauge. */
-  readonly #servers = new Set<FramewireServer>();
+  readonly #servers = new Set<ReceiverInfo>();
   /** Last sequence number per stream name and epoch, to count gaps. */
   readonly #last = new Map<string, { epoch: string; seq: number }>();
   readonly #unsubscribe: Array<() => void> = [];
@@ -162,7 +162,7 @@ export class FramewireMetrics {
   }
 
   /** Counts `server` even when `accept` would not (and lets the senders gauge see it before any event). */
-  attach(server: FramewireServer): void {
+  attach(server: ReceiverInfo): void {
     this.#servers.add(server);
   }
 
@@ -193,7 +193,7 @@ export class FramewireMetrics {
     for (const off of this.#unsubscribe.splice(0)) off();
   }
 
-  #on<E extends { server: FramewireServer }>(name: string, handle: (event: E) => void): void {
+  #on<E extends { server: ReceiverInfo }>(name: string, handle: (event: E) => void): void {
     const fn = (message: unknown) => {
       const event = message as E;
       if (!this.#servers.has(event.server)) {

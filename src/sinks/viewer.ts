@@ -19,10 +19,11 @@ import {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { CHANNELS, type DisconnectEvent, type DropEvent, type StreamEvent } from '../diagnostics.js';
 import { FramewireError } from '../errors.js';
-import { CHANNELS, type DisconnectEvent, type DropEvent, type StreamEvent } from '../session/diagnostics.js';
-import type { FramewireServer } from '../session/server.js';
-import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../types.js';
+import { jpegSize } from '../jpeg.js';
+import { monoMs } from '../time.js';
+import type { ReceivedFrame, ReceivedMessage, ReceiverInfo, Sink, StreamInfo } from '../types.js';
 import { FramewireMetrics } from './metrics.js';
 import { VIEWER_PAGE } from './viewer-page.js';
 
@@ -117,34 +118,6 @@ const BOUNDARY = 'framewire-frame';
 /** Frames shown to viewers: what a browser decodes. MJPEG carries JPEG only. */
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png']);
 const WINDOW_MS = 2000;
-
-/**
- * Width and height of a JPEG from its SOF segment, without decoding. Undefined when not found (not a
- * JPEG, or truncated). Reads only the segment headers before the first scan.
- */
-export function jpegSize(b: Buffer): { width: number; height: number } | undefined {
-  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return undefined;
-  let i = 2;
-  while (i + 9 < b.length) {
-    if (b[i] !== 0xff) return undefined;
-    const m = b[i + 1]!;
-    if (m === 0xff) {
-      i++;
-      continue;
-    }
-    if (m === 0x01 || (m >= 0xd0 && m <= 0xd8)) {
-      i += 2;
-      continue;
-    }
-    if (m === 0xda || m === 0xd9) return undefined;
-    // SOF0..SOF15 carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not SOFs.
-    if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
-      return { height: b.readUInt16BE(i + 5), width: b.readUInt16BE(i + 7) };
-    }
-    i += 2 + b.readUInt16BE(i + 2);
-  }
-  return undefined;
-}
 
 function finite(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v);
@@ -531,7 +504,7 @@ export class ViewerSink implements Sink {
   readonly metrics: FramewireMetrics | undefined;
   readonly #streams = new Map<string, StreamState>();
   readonly #clients = new Set<Client>();
-  readonly #attached = new Set<FramewireServer>();
+  readonly #attached = new Set<ReceiverInfo>();
   readonly #messages: PageMessage[] = [];
   readonly #unsubscribe: Array<() => void> = [];
   readonly #http: Server;
@@ -557,7 +530,7 @@ export class ViewerSink implements Sink {
       heartbeatMs: options.heartbeatMs ?? 15_000,
       metrics: options.metrics ?? true,
     };
-    const accept = (s: FramewireServer) => this.#accepts(s);
+    const accept = (s: ReceiverInfo) => this.#accepts(s);
     if (this.options.metrics) {
       this.metrics = new FramewireMetrics({ accept });
       this.metrics.setViewerCounts(() => {
@@ -628,7 +601,7 @@ export class ViewerSink implements Sink {
   }
 
   /** Also shows the streams of `server` (its stream, disconnect and drop events) even if not its sink. */
-  attach(server: FramewireServer): void {
+  attach(server: ReceiverInfo): void {
     this.#attached.add(server);
     this.metrics?.attach(server);
   }
@@ -738,11 +711,11 @@ export class ViewerSink implements Sink {
 
   // ---- server events ----------------------------------------------------------------------------------
 
-  #accepts(server: FramewireServer): boolean {
+  #accepts(server: ReceiverInfo): boolean {
     return this.#attached.has(server) || server.sinks.includes(this);
   }
 
-  #on<E extends { server: FramewireServer }>(name: string, handle: (event: E) => void): void {
+  #on<E extends { server: ReceiverInfo }>(name: string, handle: (event: E) => void): void {
     const fn = (message: unknown) => {
       const e = message as E;
       if (!this.#closing && this.#accepts(e.server)) handle(e);
@@ -767,7 +740,7 @@ export class ViewerSink implements Sink {
     for (const s of this.#streams.values()) {
       if (s.online && s.info.sender === remote) {
         s.online = false;
-        s.offlineSince = Date.now();
+        s.offlineSince = monoMs();
         changed = true;
       }
     }
@@ -775,7 +748,7 @@ export class ViewerSink implements Sink {
   }
 
   #tick(): void {
-    const now = Date.now();
+    const now = monoMs();
     for (const [name, s] of this.#streams) {
       if (!s.online && now - s.offlineSince > this.options.offlineMs) {
         this.#streams.delete(name);

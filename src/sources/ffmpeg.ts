@@ -10,8 +10,10 @@ import { createRequire } from 'node:module';
 import { basename, delimiter, extname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, FramewireError } from '../errors.js';
+import { jpegSize } from '../jpeg.js';
+import { wallUs } from '../time.js';
 import type { Frame } from '../types.js';
-import { jpegSize, MpjpegSplitter } from './mpjpeg.js';
+import { MpjpegSplitter } from './mpjpeg.js';
 
 export interface FfmpegSourceOptions {
   /**
@@ -554,10 +556,6 @@ function track(child: ChildProcess): void {
   liveChildren.add(child);
 }
 
-function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
-}
-
 /**
  * Frames from ffmpeg. Each iteration runs one ffmpeg process and yields its frames as {@link Frame}s:
  * - `data`: one JPEG; `contentType` 'image/jpeg'; no `name` (live frames have no file names);
@@ -800,7 +798,7 @@ class FfmpegRun implements FfmpegRunInfo {
     const stderr = child.stderr!;
     stdout.on('data', (chunk: Buffer) => {
       if (this.#outcome !== undefined || this.#stopping) return;
-      this.#lastChunkUs = nowUs();
+      this.#lastChunkUs = wallUs();
       this.#splitter.write(chunk);
       this.#pump();
     });
@@ -919,7 +917,7 @@ class FfmpegRun implements FfmpegRunInfo {
     const frame: Frame = {
       data,
       contentType: 'image/jpeg',
-      captureUs: this.#lastChunkUs || nowUs(),
+      captureUs: this.#lastChunkUs || wallUs(),
       meta: { source: this.#kind },
     };
     if (size) {

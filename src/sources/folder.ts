@@ -8,7 +8,8 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { ErrorCode, FramewireError } from '../errors.js';
-import type { ContentType, Frame } from '../types.js';
+import { contentTypeOf } from '../names.js';
+import type { Frame } from '../types.js';
 
 /** Extensions taken from a folder input when `extensions` is not given. */
 export const DEFAULT_EXTENSIONS: readonly string[] = Object.freeze([
@@ -78,21 +79,6 @@ function comparePaths(a: string, b: string): number {
     if (c !== 0) return c;
   }
   return pa.length - pb.length;
-}
-
-/** The content type of a file, guessed from its extension. */
-export function contentTypeOf(fileName: string): ContentType {
-  switch (extname(fileName).toLowerCase()) {
-    case '.jpg':
-    case '.jpeg':
-      return 'image/jpeg';
-    case '.png':
-      return 'image/png';
-    case '.raw':
-      return 'raw';
-    default:
-      return 'application/octet-stream';
-  }
 }
 
 /**

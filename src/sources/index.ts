@@ -10,7 +10,6 @@ export {
   parseFfmpegInput,
 } from './ffmpeg.js';
 export {
-  contentTypeOf,
   DEFAULT_EXTENSIONS,
   FolderSource,
   type FolderSourceOptions,
@@ -18,4 +17,4 @@ export {
   naturalCompare,
   type OpenedFolderSource,
 } from './folder.js';
-export { jpegSize, MpjpegSplitter } from './mpjpeg.js';
+export { MpjpegSplitter } from './mpjpeg.js';

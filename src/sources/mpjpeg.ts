@@ -335,40 +335,6 @@ export class MpjpegSplitter {
   }
 }
 
-/**
- * The picture size from a JPEG's SOF marker (baseline, progressive, lossless...), or undefined when the bytes
- * are not a JPEG or end before the SOF. Reads only marker headers, skipping segments by their lengths.
- */
-export function jpegSize(data: Buffer): { width: number; height: number } | undefined {
-  if (data.length < 4 || data[0] !== 0xff || data[1] !== 0xd8) return undefined;
-  let i = 2;
-  while (i + 4 <= data.length) {
-    if (data[i] !== 0xff) return undefined;
-    const marker = data[i + 1]!;
-    if (marker === 0xff) {
-      i++; // fill byte
-      continue;
-    }
-    // Markers without a length: TEM, RSTn, SOI; EOI or SOS before a SOF means there is none.
-    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {
-      i += 2;
-      continue;
-    }
-    if (marker === 0xd9 || marker === 0xda) return undefined;
-    const len = data.readUInt16BE(i + 2);
-    if (len < 2) return undefined;
-    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      if (i + 9 > data.length) return undefined;
-      const height = data.readUInt16BE(i + 5);
-      const width = data.readUInt16BE(i + 7);
-      return width > 0 && height > 0 ? { width, height } : undefined;
-    }
-    i += 2 + len;
-  }
-  return undefined;
-}
-
 /** The last `n` bytes of a list of buffers (n at most their total length). */
 function lastBytes(list: readonly Buffer[], n: number): Buffer {
   const out: Buffer[] = [];

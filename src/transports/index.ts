@@ -1,17 +1,17 @@
-/** The transport registry: one Transport per URL scheme. */
+/**
+ * The transports: one Transport per URL scheme, all listed here and nowhere else. A new transport
+ * (docs/architecture.md) implements the Transport interface in its own module and is added to TRANSPORTS.
+ */
 import { FramewireError } from '../errors.js';
 import { tcpTransport } from './tcp.js';
 import { tlsTransport } from './tls.js';
 import type { Transport } from './types.js';
+import { udpTransport } from './udp/index.js';
 
-const registry = new Map<string, Transport>();
+/** Every built-in transport. */
+export const TRANSPORTS: readonly Transport[] = [tcpTransport, tlsTransport, udpTransport];
 
-export function registerTransport(t: Transport): void {
-  for (const s of t.schemes) registry.set(s, t);
-}
-
-registerTransport(tcpTransport);
-registerTransport(tlsTransport);
+const registry = new Map<string, Transport>(TRANSPORTS.flatMap((t) => t.schemes.map((s) => [s, t] as const)));
 
 export function knownSchemes(): string[] {
   return [...registry.keys()];

@@ -8,7 +8,7 @@ import {
   type TcpDecoderEvent,
 } from '../../src/compat/tcp-decoder.js';
 import { FramewireError } from '../../src/errors.js';
-import { checkFileName, checkStreamName } from '../../src/session/names.js';
+import { checkFileName, checkStreamName } from '../../src/names.js';
 import { payload } from '../helpers/tmp.js';
 import { fakeJpeg, type SeedFile } from './peers.js';
 

@@ -25,12 +25,7 @@ import { LegacyTcpDecoder, type TcpDecoderEvent } from '../../src/compat/tcp-dec
 import { type AssemblyEvent, PictureAssembler, readLegacyHeader } from '../../src/compat/udp-assembler.js';
 import { FramewireError } from '../../src/errors.js';
 import { createServer, FolderSink, type FramewireServer, type ReceivedFrame } from '../../src/index.js';
-import {
-  checkFileName,
-  checkStreamName,
-  MAX_FILE_NAME_BYTES,
-  unsafeReason,
-} from '../../src/session/names.js';
+import { checkFileName, checkStreamName, MAX_FILE_NAME_BYTES, unsafeReason } from '../../src/names.js';
 import { fakeJpeg } from '../compat/peers.js';
 import { tempDir } from '../helpers/tmp.js';
 import {

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { isErrorCode } from '../../src/errors.js';
 import { connect, createServer, type FramewireServer } from '../../src/index.js';
+import { checkFileName, MAX_STREAM_NAME_BYTES, unsafeReason } from '../../src/names.js';
 import { MessageType } from '../../src/protocol/constants.js';
 import { Decoder } from '../../src/protocol/decoder.js';
 import { type AuthBody, encodeControl, type Message, toBytes } from '../../src/protocol/messages.js';
 import { isNonce, proof } from '../../src/session/auth.js';
-import { checkFileName, MAX_STREAM_NAME_BYTES, unsafeReason } from '../../src/session/names.js';
 import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../../src/types.js';
 import {
   encodeStep,

@@ -24,13 +24,8 @@ import {
   type FramewireClient,
   type FramewireServer,
 } from '../../src/index.js';
-import {
-  createViewer,
-  extractBoxes,
-  jpegSize,
-  parseHostPort,
-  type ViewerSink,
-} from '../../src/sinks/viewer.js';
+import { jpegSize } from '../../src/jpeg.js';
+import { createViewer, extractBoxes, parseHostPort, type ViewerSink } from '../../src/sinks/viewer.js';
 import { findFfmpeg } from '../../src/sources/ffmpeg.js';
 import { hue, noiseJpeg, solidJpeg } from '../helpers/images.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';

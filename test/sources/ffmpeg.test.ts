@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../../src/cli/run.js';
 import { FramewireError } from '../../src/errors.js';
 import { connect, createServer, type Frame, type ReceivedFrame } from '../../src/index.js';
+import { jpegSize } from '../../src/jpeg.js';
 import {
   ffmpegArgs,
   ffmpegSource,
@@ -22,7 +23,6 @@ import {
   probeFfmpeg,
   qualityToQscale,
 } from '../../src/sources/ffmpeg.js';
-import { jpegSize } from '../../src/sources/mpjpeg.js';
 import { capture } from '../helpers/cli.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 

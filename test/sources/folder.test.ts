@@ -6,7 +6,8 @@ import { basename, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { ErrorCode, FramewireError } from '../../src/errors.js';
-import { contentTypeOf, folderSource, naturalCompare } from '../../src/sources/index.js';
+import { contentTypeOf } from '../../src/names.js';
+import { folderSource, naturalCompare } from '../../src/sources/index.js';
 import type { Frame } from '../../src/types.js';
 
 let root: string;

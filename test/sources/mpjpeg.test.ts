@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FramewireError } from '../../src/errors.js';
-import { jpegSize, MpjpegSplitter } from '../../src/sources/mpjpeg.js';
+import { jpegSize } from '../../src/jpeg.js';
+import { MpjpegSplitter } from '../../src/sources/mpjpeg.js';
 
 /** A fake JPEG: SOI, an APP0, a SOF0 of w x h, some "entropy data" with CRLF and dashes, EOI. */
 function fakeJpeg(i: number, w = 160, h = 120, extra = 50): Buffer {

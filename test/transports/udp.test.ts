@@ -13,12 +13,13 @@ import {
 } from '../../src/index.js';
 import { DEFAULT_LIMITS, MessageType } from '../../src/protocol/constants.js';
 import { encodeFrame, type Message } from '../../src/protocol/messages.js';
+import { parseByteSize } from '../../src/sizes.js';
 import type { TransportOptions } from '../../src/transports/types.js';
 import { deriveKeys, sealDatagram } from '../../src/transports/udp/aead.js';
 import * as D from '../../src/transports/udp/datagram.js';
 import { fragmentBounds, planFragments, sliceParts, strideOf } from '../../src/transports/udp/fragmenter.js';
 import { type UdpConnection, type UdpListener, udpTransport } from '../../src/transports/udp/index.js';
-import { parseByteSize, parseUdpOptions } from '../../src/transports/udp/options.js';
+import { parseUdpOptions } from '../../src/transports/udp/options.js';
 import { Reassembler } from '../../src/transports/udp/reassembler.js';
 import { ReceiveWindow } from '../../src/transports/udp/receive-window.js';
 import { SendWindow } from '../../src/transports/udp/sender-window.js';

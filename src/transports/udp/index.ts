@@ -1,15 +1,14 @@
 /**
  * udp:// — protocol v1 messages over framewire's own datagram layer (docs/protocol.md, "UDP"): fragments
  * numbered per packet and per message, CRC32 per datagram, selective repair, pacing and congestion
- * control, and per-message delivery classes (reliable, or live with a deadline). Importing this module
- * registers the transport.
+ * control, and per-message delivery classes (reliable, or live with a deadline). Listed with the other
+ * transports in src/transports/index.ts.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { FramewireError } from '../../errors.js';
-import { registerTransport } from '../index.js';
+import { authError, FramewireError } from '../../errors.js';
 import type { Connection, Listener, Transport, TransportOptions } from '../types.js';
 import { hostOf, portOf } from '../url.js';
 import { DatagramCrypto, deriveKeys, handshakeProof, NONCE16_BYTES, proofOk } from './aead.js';
@@ -38,12 +37,6 @@ function unreachable(target: string, why: string, cause?: unknown): FramewireErr
       ? 'start the receiver first (framewire serve --listen udp://…) or check the host and port'
       : undefined,
     cause,
-  });
-}
-
-function authError(message: string): FramewireError {
-  return new FramewireError('ERR_AUTH', message, {
-    hint: 'give both sides the same --token (or FRAMEWIRE_TOKEN)',
   });
 }
 
@@ -281,8 +274,7 @@ export const udpTransport: Transport = {
   },
 };
 
-registerTransport(udpTransport);
-
 export { UdpConnection, type UdpConnectionStats } from './connection.js';
+export { MAX_MTU, MIN_MTU } from './datagram.js';
 export { UDP_URL_PARAMS, type UdpOptions } from './options.js';
 export { UdpListener, type UdpListenerStats } from './server.js';

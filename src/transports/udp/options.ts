@@ -4,6 +4,7 @@
  */
 import { FramewireError } from '../../errors.js';
 import { HEADER_BYTES, type Limits } from '../../protocol/constants.js';
+import { parseByteSize } from '../../sizes.js';
 import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from './datagram.js';
 
 export interface UdpOptions {
@@ -50,32 +51,6 @@ export function maxMessageBytes(limits: Limits): number {
   return (
     HEADER_BYTES + 0xffff + Math.max(limits.maxFrameBytes, limits.maxMessageBytes, limits.maxControlBytes)
   );
-}
-
-const UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1e3,
-  kb: 1e3,
-  m: 1e6,
-  mb: 1e6,
-  g: 1e9,
-  gb: 1e9,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
-};
-
-/** Parses a byte size or rate such as `1200`, `50MB`, `50MB/s`, `8MiB`. */
-export function parseByteSize(text: string, what: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*(?:\/s)?\s*$/i.exec(text);
-  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) {
-    throw new FramewireError('ERR_BAD_OPTION', `${what} "${text}" is not a size`, {
-      hint: 'write it like 1200, 64KiB, 50MB or 50MB/s',
-    });
-  }
-  return Math.round(Number(m[1]) * unit);
 }
 
 function intParam(url: URL, name: string, dflt: number, min: number, max: number): number {

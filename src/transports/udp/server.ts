@@ -13,6 +13,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { FramewireError } from '../../errors.js';
+import { monoMs } from '../../time.js';
 import type { Listener, TransportOptions } from '../types.js';
 import { hostOf, portOf } from '../url.js';
 import {
@@ -260,7 +261,7 @@ export class UdpListener implements Listener {
       this.s.junk++;
       return;
     }
-    const slot = Math.floor(Date.now() / COOKIE_SLOT_MS);
+    const slot = Math.floor(monoMs() / COOKIE_SLOT_MS);
     const cookie = this.cookie(rinfo.address, rinfo.port, h.nonce, slot);
     this.reply(
       DatagramType.HS_COOKIE,
@@ -296,7 +297,7 @@ export class UdpListener implements Listener {
       this.s.junk++;
       return;
     }
-    const slot = Math.floor(Date.now() / COOKIE_SLOT_MS);
+    const slot = Math.floor(monoMs() / COOKIE_SLOT_MS);
     if (
       session !== this.cookie(rinfo.address, rinfo.port, h.nonce, slot) &&
       session !== this.cookie(rinfo.address, rinfo.port, h.nonce, slot - 1)
@@ -322,7 +323,7 @@ export class UdpListener implements Listener {
     const mtu = Math.min(this.o.mtu, h.mtu);
     if (token !== undefined) {
       const until = this.spent.get(session);
-      if (until !== undefined && until > Date.now()) {
+      if (until !== undefined && until > monoMs()) {
         this.s.unknownSession++;
         return;
       }
@@ -397,7 +398,7 @@ export class UdpListener implements Listener {
 
   /** A sealed session ended: its cookie, still valid for a while, must not open another one. */
   private spend(session: number): void {
-    const now = Date.now();
+    const now = monoMs();
     for (const [s, until] of this.spent) {
       if (until > now && this.spent.size < SPENT_MAX) break;
       this.spent.delete(s);

@@ -2,7 +2,9 @@
  * Name checks for stream names (folder names on the receiver) and frame names (file names). A name that
  * could leave the output folder or misbehave on a file system is refused with ERR_UNSAFE_NAME.
  */
-import { FramewireError } from '../errors.js';
+import { extname } from 'node:path';
+import { FramewireError } from './errors.js';
+import type { ContentType } from './protocol/constants.js';
 
 export const MAX_STREAM_NAME_BYTES = 128;
 export const MAX_FILE_NAME_BYTES = 255;
@@ -53,4 +55,19 @@ export function checkFileName(name: string, stream?: string, seq?: number): stri
     });
   }
   return name;
+}
+
+/** The content type of a file, guessed from its extension (.jpg/.jpeg, .png, .raw; others are opaque bytes). */
+export function contentTypeOf(fileName: string): ContentType {
+  switch (extname(fileName).toLowerCase()) {
+    case '.jpg':
+    case '.jpeg':
+      return 'image/jpeg';
+    case '.png':
+      return 'image/png';
+    case '.raw':
+      return 'raw';
+    default:
+      return 'application/octet-stream';
+  }
 }

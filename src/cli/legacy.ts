@@ -1,24 +1,17 @@
 /**
  * `framewire send` and `framewire msg` towards the seed programs' servers: what the CLI runs when `--to`
- * is a legacy-udp://, legacy-tcp:// or legacy-json:// URL. Imported by the CLI only (src/cli/send.ts and
- * msg.ts dispatch here), never by the library, so it may use the CLI's printing helpers.
+ * is a legacy-udp://, legacy-tcp:// or legacy-json:// URL (src/cli/send.ts and msg.ts dispatch here).
  */
-import {
-  checkJsonArgument,
-  defaultStreamName,
-  EXIT,
-  line,
-  reportError,
-  sendJsonLines,
-} from '../cli/common.js';
-import { formatSummary, Progress } from '../cli/progress.js';
+
+import { LegacyJsonClient, LegacyTcpClient, LegacyUdpClient } from '../compat/clients.js';
+import { legacySchemeOf } from '../compat/common.js';
 import { FramewireError } from '../errors.js';
 import type { StreamKind } from '../protocol/constants.js';
 import { describeFfmpeg, ffmpegSource, ffmpegStreamName, isFfmpegInput } from '../sources/ffmpeg.js';
 import { folderSource } from '../sources/folder.js';
 import type { Frame } from '../types.js';
-import { LegacyJsonClient, LegacyTcpClient, LegacyUdpClient } from './clients.js';
-import { legacySchemeOf } from './common.js';
+import { checkJsonArgument, defaultStreamName, EXIT, line, reportError, sendJsonLines } from './common.js';
+import { formatSummary, Progress } from './progress.js';
 
 export { legacySchemeOf };
 

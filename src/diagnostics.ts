@@ -8,8 +8,7 @@
  * several run in one process.
  */
 import diagnostics_channel from 'node:diagnostics_channel';
-import type { ReceivedFrame, ReceivedMessage, StreamInfo } from '../types.js';
-import type { ConnectionInfo, FramewireServer } from './server.js';
+import type { ConnectionInfo, ReceivedFrame, ReceivedMessage, ReceiverInfo, StreamInfo } from './types.js';
 
 /** Channel names; stable, part of the public API (docs/viewer.md). */
 export const CHANNELS = {
@@ -30,38 +29,38 @@ export const CHANNELS = {
 } as const;
 
 export interface FrameEvent {
-  server: FramewireServer;
+  server: ReceiverInfo;
   frame: ReceivedFrame;
 }
 export interface MessageEvent {
-  server: FramewireServer;
+  server: ReceiverInfo;
   message: ReceivedMessage;
 }
 export interface DropEvent {
-  server: FramewireServer;
+  server: ReceiverInfo;
   stream: StreamInfo;
   seq: number;
   bytes: number;
   reason: 'live-queue';
 }
 export interface RetransmitEvent {
-  server: FramewireServer;
+  server: ReceiverInfo;
   stream: StreamInfo;
   seq: number;
   /** True when the receiver already held the frame (it is acknowledged again, not stored again). */
   duplicate: boolean;
 }
 export interface StreamEvent {
-  server: FramewireServer;
+  server: ReceiverInfo;
   stream: StreamInfo;
   next: number;
 }
 export interface ConnectionEvent {
-  server: FramewireServer;
+  server: ReceiverInfo;
   connection: ConnectionInfo;
 }
 export interface DisconnectEvent {
-  server: FramewireServer;
+  server: ReceiverInfo;
   connection: ConnectionInfo;
   error: Error | undefined;
 }
