@@ -60,8 +60,10 @@ export {
   type ServerEvents,
   type ServerOptions,
 } from './session/server.js';
+export type { SyncIteratorOptions } from './session/sync.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
+export { SyncSink, type SyncSinkOptions } from './sinks/sync.js';
 export {
   type Box,
   createViewer,
@@ -79,6 +81,18 @@ export {
   isFfmpegInput,
 } from './sources/ffmpeg.js';
 export { FolderSource, type FolderSourceOptions, folderSource, naturalCompare } from './sources/folder.js';
+export {
+  FrameSync,
+  parseSyncStreams,
+  SYNC_UNPAIRED_REASONS,
+  type SyncEvent,
+  type SyncGroup,
+  type SyncMember,
+  type SyncOptions,
+  type SyncUnpairedReason,
+} from './sync/frames.js';
+export { type ClockEstimate, clockSample, OffsetEstimator } from './sync/offset.js';
+export { type PairEvent, Pairer, type PairerOptions, type PairGroup } from './sync/pairer.js';
 export { DEFAULT_PORT } from './transports/index.js';
 export type { Connection, Listener, SendOptions, Transport } from './transports/types.js';
 export {

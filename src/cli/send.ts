@@ -35,7 +35,7 @@ import {
 } from './common.js';
 import { legacySchemeOf, legacySendCommand } from './legacy.js';
 import { formatSummary, Progress } from './progress.js';
-import { StatusLine } from './status-line.js';
+import { formatClock, StatusLine } from './status-line.js';
 import { parseMtu, parseRate, withUdpOptions } from './udp-options.js';
 
 /** Adds `framewire send` to the program. */
@@ -328,6 +328,8 @@ async function sendCommand(
           bytes: ackedBytes,
           ackP50Ms: c.stats().ackLatencyMs.p50,
           dropped: dropped(),
+          clockOffsetMs: c.stats().clockOffsetMs,
+          clockErrorMs: c.stats().clockErrorMs,
         }),
       });
       status.start();
@@ -352,6 +354,9 @@ async function sendCommand(
           };
         })();
     if (!p && !opts.quiet) line(io.stderr, formatSummary(summary));
+    const clock = formatClock(c.stats());
+    if (opts.stats && clock !== '')
+      line(io.stderr, `${clock.trim()} (this sender's clock minus the receiver's)`);
     const drops = dropped();
     if (drops > 0)
       log(`dropped ${drops} frame(s): a live stream sends the newest frame and skips older unsent ones`);

@@ -54,6 +54,7 @@ import { monoMs, wallUs } from '../time.js';
 import { VERSION } from '../version.js';
 import { checkProof, checkToken, isNonce, newNonce, proof } from './auth.js';
 import { CLOCK_VERSION, ClockSync, correctCapture } from './clock.js';
+import { type SyncIteratorOptions, syncGroups } from './sync.js';
 
 export interface ServerOptions {
   /** Endpoints to listen on, e.g. `tcp://0.0.0.0:7070`. Default `tcp://0.0.0.0:7070`. */
@@ -125,6 +126,8 @@ export interface ServerEvents {
   'frame-error': [FramewireError];
   /** A problem that did not stop the server: a malformed peer, a failed write, a refused stream. */
   warning: [FramewireError];
+  /** close() finished: every connection is closed and the sinks too. */
+  close: [];
 }
 
 /** Per (stream name) state kept across connections, so that a reconnect resumes where it left off. */
@@ -297,6 +300,15 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
     await Promise.all(this.bound.map((l) => l.close()));
     await Promise.all([...this.sessions].map((s) => s.shutdown('server closing')));
     for (const sink of this.sinks) await sink.close?.();
+    this.emit('close');
+  }
+
+  /**
+   * Groups the frames of `streams` taken at the same moment, by capture time on this receiver's clock
+   * (docs/sync.md): an async iterator of groups, ending when the server closes or `options.signal` aborts.
+   */
+  sync(streams: string[], options: SyncIteratorOptions = {}) {
+    return syncGroups(this, streams, { trustClocks: this.options.trustClocks, ...options });
   }
 
   private accept(conn: Connection): void {

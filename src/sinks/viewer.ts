@@ -22,9 +22,11 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { CHANNELS, type DisconnectEvent, type DropEvent, type StreamEvent } from '../diagnostics.js';
 import { FramewireError } from '../errors.js';
 import { jpegSize } from '../jpeg.js';
+import type { SyncUnpairedReason } from '../sync/frames.js';
 import { monoMs } from '../time.js';
 import type { ReceivedFrame, ReceivedMessage, ReceiverInfo, Sink, StreamInfo } from '../types.js';
 import { FramewireMetrics } from './metrics.js';
+import { type SyncSource, SyncView } from './sync-view.js';
 import { VIEWER_PAGE } from './viewer-page.js';
 
 /** Options of {@link ViewerSink}. */
@@ -96,6 +98,11 @@ export interface StreamStats {
   /** Paths of the stream's MJPEG and latest-frame endpoints. */
   mjpeg: string;
   jpeg: string;
+  /** The sender's clock minus the receiver's and its error bound, ms, from the latest frame (docs/sync.md). */
+  clockOffsetMs: number | undefined;
+  clockErrorMs: number | undefined;
+  /** With `serve --sync`: frames of this stream left without a group, by reason. */
+  unpaired?: Partial<Record<SyncUnpairedReason, number>>;
 }
 
 /** What `viewer.debug()` reports about each connected viewer (for tests and troubleshooting). */
@@ -204,6 +211,8 @@ interface StreamState {
   missing: number;
   receiverDrops: number;
   viewerDrops: number;
+  clockOffsetUs: number | undefined;
+  clockErrorUs: number | undefined;
   /** Arrival times (ms) and latencies (µs) of recent frames, a ring. */
   times: Float64Array;
   lat: Float64Array;
@@ -218,6 +227,8 @@ function newState(info: StreamInfo): StreamState {
     online: true,
     offlineSince: 0,
     latest: undefined,
+    clockOffsetUs: undefined,
+    clockErrorUs: undefined,
     width: 0,
     height: 0,
     frames: 0,
@@ -515,6 +526,7 @@ export class ViewerSink implements Sink {
   #listening = false;
   #closing: Promise<void> | undefined;
   #streamsDirty = false;
+  #sync: SyncView | undefined;
 
   constructor(options: ViewerOptions = {}) {
     this.options = {
@@ -600,6 +612,12 @@ export class ViewerSink implements Sink {
     return `http://${h}:${this.#port}/`;
   }
 
+  /** Shows the groups of a sync sink at /sync, and its unpaired counts in /api/streams and /metrics. */
+  addSync(source: SyncSource): void {
+    this.#sync = new SyncView(source);
+    this.metrics?.addSync(source);
+  }
+
   /** Also shows the streams of `server` (its stream, disconnect and drop events) even if not its sink. */
   attach(server: ReceiverInfo): void {
     this.#attached.add(server);
@@ -649,6 +667,8 @@ export class ViewerSink implements Sink {
     s.lastSeq = f.seq;
     s.frames++;
     s.bytes += f.data.length;
+    s.clockOffsetUs = f.clockOffsetUs;
+    s.clockErrorUs = f.clockErrorUs;
     const k = s.n++ % RING;
     s.times[k] = performance.now();
     s.lat[k] = f.receivedUs - f.captureUs;
@@ -824,6 +844,9 @@ export class ViewerSink implements Sink {
       lastReceivedUs: s.latest?.receivedUs,
       mjpeg: `/streams/${enc}.mjpg`,
       jpeg: `/streams/${enc}.jpg`,
+      clockOffsetMs: s.clockOffsetUs === undefined ? undefined : s.clockOffsetUs / 1000,
+      clockErrorMs: s.clockErrorUs === undefined ? undefined : s.clockErrorUs / 1000,
+      ...(this.#sync?.unpaired(s.info.name) ? { unpaired: this.#sync.unpaired(s.info.name) } : {}),
     };
   }
 
@@ -868,6 +891,7 @@ export class ViewerSink implements Sink {
       res.end(req.method === 'HEAD' ? undefined : VIEWER_PAGE);
       return;
     }
+    if (this.#sync?.handle(path, res)) return;
     if (path === '/api/streams') {
       const body = JSON.stringify({ streams: this.streams(), viewers: this.#clients.size }, null, 2);
       this.#send(req, res, 200, 'application/json; charset=utf-8', body);

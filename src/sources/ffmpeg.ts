@@ -13,6 +13,7 @@ import { ErrorCode, FramewireError } from '../errors.js';
 import { jpegSize } from '../jpeg.js';
 import { wallUs } from '../time.js';
 import type { Frame } from '../types.js';
+import { PTS_FILTERS, PtsClock } from './ffmpeg-pts.js';
 import { MpjpegSplitter } from './mpjpeg.js';
 
 export interface FfmpegSourceOptions {
@@ -487,6 +488,8 @@ export function ffmpegArgs(
     if (size) filters.push(`scale=${size.width}:${size.height}`);
   }
   args.push('-an', '-sn', '-dn');
+  // Each frame's pts on fd 3, for its capture time (src/sources/ffmpeg-pts.ts).
+  filters.push(PTS_FILTERS);
   if (filters.length > 0) args.push('-vf', filters.join(','));
   // Passthrough: every decoded (or filtered) frame once, neither duplicated nor dropped to a constant rate.
   args.push(caps.fpsMode ? '-fps_mode' : '-vsync', 'passthrough');
@@ -560,9 +563,9 @@ function track(child: ChildProcess): void {
  * Frames from ffmpeg. Each iteration runs one ffmpeg process and yields its frames as {@link Frame}s:
  * - `data`: one JPEG; `contentType` 'image/jpeg'; no `name` (live frames have no file names);
  * - `width`/`height`: read from the JPEG's SOF marker;
- * - `captureUs`: the wall-clock time when the frame's last byte was read from ffmpeg. For a file read with
- *   `realtime`, frames arrive paced by the file's timestamps (`-re`), so the times are spaced like the
- *   original capture; without it they only say when ffmpeg decoded the frame;
+ * - `captureUs`: the frame's pts (printed by ffmpeg on fd 3) plus the start time on this machine's wall
+ *   clock (src/sources/ffmpeg-pts.ts): spaced exactly as the source stamped the frames. For a file read
+ *   without `realtime` the start is when the first frame came out, and the rest follow the file's pts;
  * - `meta`: `{ source: kind }` (file, camera, rtsp, http, testsrc, thermal).
  *
  * Reading is pull-driven: at most two frames are read ahead of the consumer, then reading pauses and ffmpeg
@@ -733,6 +736,7 @@ class FfmpegRun implements FfmpegRunInfo {
   #frames = 0;
   #dropped = 0;
   #lastChunkUs = 0;
+  readonly #pts: PtsClock;
   /** performance.now() of the last frame, or of the last resume/start: the stall clock. */
   #lastProgress = 0;
   #statsFrames = 0;
@@ -750,6 +754,7 @@ class FfmpegRun implements FfmpegRunInfo {
     this.#input = input;
     this.#kind = kind;
     this.#o = o;
+    this.#pts = new PtsClock(kind !== 'file' || args.includes('-re'));
     this.#splitter = new MpjpegSplitter({ maxPartBytes: o.maxFrameBytes });
     this.exited = new Promise((resolve) => {
       this.#resolveExited = resolve;
@@ -782,7 +787,7 @@ class FfmpegRun implements FfmpegRunInfo {
     let child: ChildProcess;
     try {
       child = spawn(this.#ffmpeg, this.args as string[], {
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
         windowsHide: true,
       });
     } catch (err) {
@@ -814,6 +819,10 @@ class FfmpegRun implements FfmpegRunInfo {
     stdout.on('error', () => {
       // Destroyed by stop(), or a broken pipe: the exit tells what happened.
     });
+    const ptsPipe = child.stdio[3] as NodeJS.ReadableStream | undefined;
+    ptsPipe?.setEncoding('utf8');
+    ptsPipe?.on('data', (text: string) => this.#pts.write(text));
+    ptsPipe?.on('error', () => {});
     stderr.setEncoding('utf8');
     stderr.on('data', (text: string) => this.#onStderr(text));
     stderr.on('error', () => {});
@@ -917,7 +926,7 @@ class FfmpegRun implements FfmpegRunInfo {
     const frame: Frame = {
       data,
       contentType: 'image/jpeg',
-      captureUs: this.#lastChunkUs || wallUs(),
+      captureUs: this.#pts.next(this.#lastChunkUs || wallUs()),
       meta: { source: this.#kind },
     };
     if (size) {
