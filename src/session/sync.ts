@@ -16,8 +16,8 @@ export interface SyncIteratorOptions extends SyncOptions {
 
 interface FrameSource {
   on(event: 'frame', fn: (f: ReceivedFrame) => void): unknown;
-  off(event: 'frame', fn: (f: ReceivedFrame) => void): unknown;
   on(event: 'close', fn: () => void): unknown;
+  off(event: 'frame', fn: (f: ReceivedFrame) => void): unknown;
   off(event: 'close', fn: () => void): unknown;
 }
 

@@ -91,7 +91,8 @@ export class SyncSink extends EventEmitter<SyncSinkEvents> implements Sink {
     const out: Record<string, Partial<Record<SyncUnpairedReason, number>>> = {};
     for (const s of this.syncs) {
       for (const [stream, counts] of Object.entries(s.unpaired())) {
-        const o = (out[stream] ??= {});
+        out[stream] ??= {};
+        const o = out[stream];
         for (const [r, n] of Object.entries(counts)) {
           o[r as SyncUnpairedReason] = (o[r as SyncUnpairedReason] ?? 0) + (n ?? 0);
         }

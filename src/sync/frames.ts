@@ -133,7 +133,10 @@ export class FrameSync {
 
   #count(stream: string, reason: SyncUnpairedReason): void {
     let m = this.#unpaired.get(stream);
-    if (!m) this.#unpaired.set(stream, (m = new Map()));
+    if (!m) {
+      m = new Map();
+      this.#unpaired.set(stream, m);
+    }
     m.set(reason, (m.get(reason) ?? 0) + 1);
   }
 
