@@ -25,10 +25,16 @@ export interface ClockSyncOptions {
 }
 
 export const DEFAULT_CLOCK_INTERVAL_MS = 2000;
+/** How far framewire's wall clock may be from the system clock it follows (Date.now()'s resolution), µs. */
+export const WALL_CLOCK_RESOLUTION_US = 1000;
 
 export class ClockSync {
   readonly #send: (m: Encoded) => void;
-  readonly #estimator = new OffsetEstimator();
+  /**
+   * Each side's wall clock (src/time.ts) is the monotonic clock plus an anchor read from Date.now(), which
+   * counts whole milliseconds: two processes' wall clocks may differ by up to 1 ms on the same machine.
+   */
+  readonly #estimator = new OffsetEstimator({ resolutionUs: WALL_CLOCK_RESOLUTION_US });
   /** CLOCKs in flight: t1 → monotonic ms at sending. */
   readonly #inFlight = new Map<number, number>();
   readonly #burst: number;
@@ -121,9 +127,10 @@ export function correctCapture(
 ): FrameClock {
   if (trust) return { correctedUs: captureUs, clockOffsetUs: 0 };
   if (!estimate) return {};
+  const offsetUs = Math.round(estimate.offsetUs);
   return {
-    correctedUs: Math.round(captureUs - estimate.offsetUs),
-    clockOffsetUs: Math.round(estimate.offsetUs),
+    correctedUs: captureUs - offsetUs,
+    clockOffsetUs: offsetUs,
     clockErrorUs: Math.round(estimate.errorUs),
   };
 }

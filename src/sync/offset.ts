@@ -26,7 +26,7 @@ export interface ClockSample {
 export interface ClockEstimate {
   /** Responder's clock minus requester's clock, µs, from the minimum-delay sample of the window. */
   offsetUs: number;
-  /** Bound on the error of offsetUs: half the delay of that sample, µs (at least 1). */
+  /** Bound on the error of offsetUs: half the delay of that sample plus the resolution, µs (at least 1). */
   errorUs: number;
   /** Delay of that sample, µs. */
   delayUs: number;
@@ -52,6 +52,11 @@ export interface OffsetEstimatorOptions {
   stepSlackUs?: number;
   /** Rate at which two free-running clocks may drift apart, parts per million (default 500, NTP's limit). */
   driftPpm?: number;
+  /**
+   * Added to every error bound, µs (default 0): how far the timestamps themselves may be from the clocks
+   * they read (framewire's wall clock is anchored on Date.now(), a millisecond clock: 1000).
+   */
+  resolutionUs?: number;
 }
 
 export class OffsetEstimator {
@@ -59,6 +64,7 @@ export class OffsetEstimator {
   readonly #maxAgeMs: number;
   readonly #slackUs: number;
   readonly #driftPpm: number;
+  readonly #resolutionUs: number;
   #samples: ClockSample[] = [];
   #steps = 0;
 
@@ -67,6 +73,7 @@ export class OffsetEstimator {
     this.#maxAgeMs = options.maxAgeMs ?? 120_000;
     this.#slackUs = options.stepSlackUs ?? 1000;
     this.#driftPpm = options.driftPpm ?? 500;
+    this.#resolutionUs = options.resolutionUs ?? 0;
   }
 
   /** Adds a sample; returns true when it showed a clock step (the window then restarts from it). */
@@ -95,7 +102,7 @@ export class OffsetEstimator {
     if (!best) return undefined;
     return {
       offsetUs: best.offsetUs,
-      errorUs: Math.max(1, best.delayUs / 2),
+      errorUs: Math.max(1, best.delayUs / 2 + this.#resolutionUs),
       delayUs: best.delayUs,
       samples: this.#samples.length,
       steps: this.#steps,
