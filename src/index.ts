@@ -81,6 +81,7 @@ export {
   isFfmpegInput,
 } from './sources/ffmpeg.js';
 export { FolderSource, type FolderSourceOptions, folderSource, naturalCompare } from './sources/folder.js';
+export { parseTimes, readTimesFile } from './sources/times.js';
 export {
   FrameSync,
   parseSyncStreams,

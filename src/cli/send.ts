@@ -20,6 +20,7 @@ import {
   isFfmpegInput,
 } from '../sources/ffmpeg.js';
 import { folderSource } from '../sources/folder.js';
+import { readTimesFile } from '../sources/times.js';
 import {
   type CommandContext,
   type CommonNet,
@@ -78,6 +79,10 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .option('--quality <n>', 'ffmpeg inputs: JPEG quality 1..100 (default 80)', parseQuality)
     .option('--realtime', "video files: send at the file's own frame rate, as a camera would")
     .option('--loop', 'start again after the last frame (folders and video files), until interrupted')
+    .option(
+      '--times <file>',
+      'folders: capture times from FILE, JSON lines {"name": "0001.jpg", "captureUs": µs} (default: file modification times)',
+    )
     .option('--stats', 'print a status line every second: fps, MB/s, ack latency p50, drops')
     .addOption(
       new Option('--retry-for <seconds>', 'keep reconnecting this long before giving up')
@@ -176,6 +181,7 @@ async function sendCommand(
     realtime?: boolean;
     loop?: boolean;
     stats?: boolean;
+    times?: string;
     windowFrames: number;
     windowBytes: number;
     mtu?: number;
@@ -243,6 +249,7 @@ async function sendCommand(
       what = `${first} through ${describeFfmpeg(ffmpeg, caps)}`;
     } else {
       const opened = await folderSource(inputs, {
+        ...(opts.times ? { times: await readTimesFile(opts.times) } : {}),
         fps: opts.fps,
         loop: !!opts.loop,
         signal: stop.signal,
