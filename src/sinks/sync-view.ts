@@ -101,7 +101,7 @@ export class SyncView {
       /* a bad escape is a 404 */
     }
     const f = this.#latest[Number(m[1])]?.frames[stream]?.frame;
-    if (!f || f.contentType !== 'image/jpeg') {
+    if (f?.contentType !== 'image/jpeg') {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('no such frame\n');
       return true;
     }

@@ -172,6 +172,20 @@ test('30 fps visible 3 s ahead + 9 fps infrared: offsets measured, every infrare
     const off = metric(text, 'framewire_clock_offset_seconds{stream="vis"}')!;
     const err = metric(text, 'framewire_clock_error_seconds{stream="vis"}')!;
     assert.ok(Math.abs(off - SHIFT_MS / 1000) <= err + 1e-5, `metric offset ${off} ± ${err}`);
+    // The viewer's sync page shows the latest pair side by side.
+    assert.match(await (await fetch(`${viewer.url}sync`)).text(), /Synchronised groups/);
+    const sync = (await (await fetch(`${viewer.url}api/sync`)).json()) as {
+      groups: Array<{
+        streams: string[];
+        latest?: { spanUs: number; frames: Record<string, { seq: number }> };
+      }>;
+    };
+    assert.deepEqual(sync.groups[0]!.streams, ['vis', 'ir']);
+    assert.ok(sync.groups[0]!.latest!.spanUs <= 20_000);
+    const jpg = await fetch(`${viewer.url}sync/0/ir.jpg`);
+    assert.equal(jpg.headers.get('content-type'), 'image/jpeg');
+    assert.equal((await jpg.arrayBuffer()).byteLength > 100, true);
+    assert.equal((await fetch(`${viewer.url}sync/0/nope.jpg`)).status, 404);
   } finally {
     await stop(vis);
     await stop(ir);
