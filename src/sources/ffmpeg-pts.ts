@@ -4,8 +4,11 @@
  * the frame's JPEG reaches stdout. A frame's capture time on this machine's wall clock is then
  * `anchor + pts_time`, where the anchor is the start time: the smallest `arrival − pts_time` seen (the
  * frame that came through fastest) for live inputs, or the first frame's for files read as fast as they
- * decode. So the times are spaced exactly as the source stamped them, without the jitter of reading the pipe.
+ * decode. The anchor is kept on the monotonic clock and mapped to the wall clock per frame, so a step of
+ * the wall clock shows in the very next frame. So the times are spaced exactly as the source stamped them, without the jitter of reading the pipe.
  */
+
+import { monoMs, wallUs } from '../time.js';
 
 /** The -vf filters that print each frame's pts on fd 3 (a frame without metadata is not printed: add one). */
 export const PTS_FILTERS = 'metadata=mode=add:key=fw:value=1,metadata=mode=print:file=pipe\\\\:3:direct=1';
@@ -47,12 +50,16 @@ export class PtsClock {
     for (const k of this.#pts.keys()) if (k <= n) this.#pts.delete(k);
     let t = arrivalUs;
     if (pts !== undefined && Number.isFinite(pts)) {
+      // The anchor lives on the monotonic clock, so that a step of the wall clock (NTP answering late)
+      // moves the capture times at once instead of being taken for a slow frame.
+      const wallMinusMono = wallUs() - monoMs() * 1000;
       const ptsUs = pts * 1e6;
-      const anchor = arrivalUs - ptsUs;
+      const anchor = arrivalUs - wallMinusMono - ptsUs;
       if (this.#anchorUs === undefined || (this.#live && anchor < this.#anchorUs)) this.#anchorUs = anchor;
-      t = Math.round(this.#anchorUs + ptsUs);
+      t = Math.round(this.#anchorUs + ptsUs + wallMinusMono);
     }
-    t = Math.max(t, this.#lastUs + 1);
+    // Never back in time, except for a step of the wall clock itself.
+    if (t <= this.#lastUs && this.#lastUs - t < 500_000) t = this.#lastUs + 1;
     this.#lastUs = t;
     return t;
   }

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
@@ -172,6 +172,7 @@ test('30 fps visible 3 s ahead + 9 fps infrared: offsets measured, every infrare
     const off = metric(text, 'framewire_clock_offset_seconds{stream="vis"}')!;
     const err = metric(text, 'framewire_clock_error_seconds{stream="vis"}')!;
     assert.ok(Math.abs(off - SHIFT_MS / 1000) <= err + 1e-5, `metric offset ${off} ± ${err}`);
+    assert.ok(metric(text, 'framewire_sync_groups_total')! > 0, 'groups counted');
     // The viewer's sync page shows the latest pair side by side.
     assert.match(await (await fetch(`${viewer.url}sync`)).text(), /Synchronised groups/);
     const sync = (await (await fetch(`${viewer.url}api/sync`)).json()) as {
@@ -238,5 +239,67 @@ test('30 fps visible 3 s ahead + 9 fps infrared: offsets measured, every infrare
   for (const g of trustedGroups) {
     const apart = Math.abs(g.frames.vis!.frame.correctedUs! - g.frames.ir!.frame.correctedUs!);
     assert.ok(apart > SHIFT_MS * 1000 - 50_000, `a trusted-clock group pairs frames ${apart} µs apart`);
+  }
+});
+
+test('a sender whose clock steps by +2 s mid-stream (NTP answering late): the receiver follows within a period', {
+  skip,
+  timeout: 120_000,
+}, async () => {
+  // libfaketime re-reads its offset from this file at every clock reading (FAKETIME_NO_CACHE).
+  const offsetFile = join(root, 'faketime-offset');
+  await writeFile(offsetFile, '+0s\n');
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', clockIntervalMs: 300 });
+  const frames: ReceivedFrame[] = [];
+  server.on('frame', (f) => frames.push(f));
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'send',
+      'testsrc:64x48@30',
+      '--stream',
+      'cam',
+      '--mode',
+      'reliable',
+      '--no-progress',
+      '--to',
+      `tcp://127.0.0.1:${server.port}`,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: {
+        ...process.env,
+        LD_PRELOAD: LIBFAKETIME!,
+        FAKETIME_TIMESTAMP_FILE: offsetFile,
+        FAKETIME_NO_CACHE: '1',
+        DONT_FAKE_MONOTONIC: '1',
+      },
+    },
+  );
+  const p: Proc = { child, stderr: () => '' };
+  child.stderr!.resume();
+  try {
+    const near = (f: ReceivedFrame, ms: number) =>
+      f.clockOffsetUs !== undefined && Math.abs(f.clockOffsetUs - ms * 1000) <= f.clockErrorUs! + 10;
+    await waitFor(() => frames.filter((f) => near(f, 0)).length >= 10, 60_000, 'frames at offset 0');
+    const before = frames.length;
+    await writeFile(offsetFile, '+2s\n');
+    await waitFor(
+      () => frames.slice(before).filter((f) => near(f, 2000)).length >= 10,
+      30_000,
+      'offset +2 s',
+    );
+    const after = frames.slice(before);
+    const firstNew = after.findIndex((f) => near(f, 2000));
+    // Once the step was noticed, every frame is back on the receiver's clock: no 2 s jump in correctedUs.
+    for (const f of [...frames.slice(0, before).filter((f) => near(f, 0)), ...after.slice(firstNew)]) {
+      assert.ok(Math.abs(f.correctedUs! - f.receivedUs) < 1_000_000, `frame ${f.seq} corrected within 1 s`);
+    }
+    // The capture times themselves moved with the sender's clock.
+    assert.ok(after[after.length - 1]!.captureUs - after[after.length - 1]!.receivedUs > 1_500_000);
+  } finally {
+    await stop(p);
+    await server.close();
   }
 });
