@@ -69,12 +69,14 @@ export {
   type ServerEvents,
   type ServerOptions,
 } from './session/server.js';
+export type { SyncIteratorOptions } from './session/sync.js';
 export { webSocketSenders } from './session/ws-senders.js';
 export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
 export { createFoxglove, type FoxgloveOptions, FoxgloveSink } from './sinks/foxglove.js';
 export { JetStreamSink, type JetStreamSinkOptions, type JetStreamSinkStats } from './sinks/jetstream.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';
 export { OnceFolderSink, type OnceStats } from './sinks/once.js';
+export { SyncSink, type SyncSinkOptions } from './sinks/sync.js';
 export {
   type Box,
   createViewer,
@@ -100,6 +102,19 @@ export {
   parseStartFrom,
   type StartFrom,
 } from './sources/jetstream.js';
+export { parseTimes, readTimesFile } from './sources/times.js';
+export {
+  FrameSync,
+  parseSyncStreams,
+  SYNC_UNPAIRED_REASONS,
+  type SyncEvent,
+  type SyncGroup,
+  type SyncMember,
+  type SyncOptions,
+  type SyncUnpairedReason,
+} from './sync/frames.js';
+export { type ClockEstimate, clockSample, OffsetEstimator } from './sync/offset.js';
+export { type PairEvent, Pairer, type PairerOptions, type PairGroup } from './sync/pairer.js';
 export { DEFAULT_PORT } from './transports/index.js';
 export type { Connection, Listener, SendOptions, Transport } from './transports/types.js';
 export {

@@ -45,3 +45,12 @@ export function backoffMs(attempt: number, maxMs: number, firstMs = 100): number
   const base = Math.min(maxMs, firstMs * 2 ** Math.min(Math.max(attempt, 1) - 1, 20));
   return Math.round(base * (0.5 + Math.random() / 2));
 }
+
+/**
+ * The wall clock minus the monotonic clock, ms: what maps a monotonic reading to the wall clock. It changes
+ * only when the system clock steps, so two readings of it agree exactly between steps.
+ */
+export function wallMinusMonoMs(): number {
+  wallMs();
+  return anchorMs;
+}

@@ -51,6 +51,15 @@ export interface ReceivedFrame {
   meta: unknown;
   data: Buffer;
   crc: number;
+  /**
+   * The capture time on the receiver's clock, µs: `captureUs − clockOffsetUs`. Absent while the sender's
+   * clock offset is unknown (an older sender, or before the first clock exchange completed).
+   */
+  correctedUs?: number;
+  /** The sender's clock minus the receiver's, µs, used for correctedUs (0 with `trustClocks`). */
+  clockOffsetUs?: number;
+  /** Bound on the error of clockOffsetUs, µs (absent with `trustClocks`). */
+  clockErrorUs?: number;
 }
 
 /** A JSON message as the receiver hands it to sinks and listeners. */

@@ -41,6 +41,15 @@ export function parseSize(v: string): number {
   }
 }
 
+/** A commander parser for durations: `20ms`, `0.2s`, `500us`, or a bare number of ms. Returns µs. */
+export function parseDurationUs(v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s)?\s*$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`"${v}" is not a duration (e.g. 20ms, 0.2s, 500us)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return Math.round(unit === 's' ? n * 1e6 : unit === 'ms' ? n * 1e3 : n);
+}
+
 export function collect(v: string, prev: string[] | undefined): string[] {
   return [...(prev ?? []), v];
 }

@@ -20,6 +20,7 @@ import {
   isFfmpegInput,
 } from '../sources/ffmpeg.js';
 import { folderSource } from '../sources/folder.js';
+import { readTimesFile } from '../sources/times.js';
 import {
   type CommandContext,
   type CommonNet,
@@ -36,7 +37,7 @@ import {
 import { izmqSchemeOf, izmqSendCommand } from './imagezmq.js';
 import { legacySchemeOf, legacySendCommand } from './legacy.js';
 import { formatSummary, Progress } from './progress.js';
-import { StatusLine } from './status-line.js';
+import { formatClock, StatusLine } from './status-line.js';
 import { parseMtu, parseRate, withUdpOptions } from './udp-options.js';
 
 /** Adds `framewire send` to the program. */
@@ -82,6 +83,10 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .option('--quality <n>', 'ffmpeg inputs: JPEG quality 1..100 (default 80)', parseQuality)
     .option('--realtime', "video files: send at the file's own frame rate, as a camera would")
     .option('--loop', 'start again after the last frame (folders and video files), until interrupted')
+    .option(
+      '--times <file>',
+      'folders: capture times from FILE, JSON lines {"name": "0001.jpg", "captureUs": µs} (default: file modification times)',
+    )
     .option('--stats', 'print a status line every second: fps, MB/s, ack latency p50, drops')
     .addOption(
       new Option('--retry-for <seconds>', 'keep reconnecting this long before giving up')
@@ -182,6 +187,7 @@ async function sendCommand(
     realtime?: boolean;
     loop?: boolean;
     stats?: boolean;
+    times?: string;
     windowFrames: number;
     windowBytes: number;
     mtu?: number;
@@ -249,6 +255,7 @@ async function sendCommand(
       what = `${first} through ${describeFfmpeg(ffmpeg, caps)}`;
     } else {
       const opened = await folderSource(inputs, {
+        ...(opts.times ? { times: await readTimesFile(opts.times) } : {}),
         fps: opts.fps,
         loop: !!opts.loop,
         signal: stop.signal,
@@ -334,6 +341,8 @@ async function sendCommand(
           bytes: ackedBytes,
           ackP50Ms: c.stats().ackLatencyMs.p50,
           dropped: dropped(),
+          clockOffsetMs: c.stats().clockOffsetMs,
+          clockErrorMs: c.stats().clockErrorMs,
         }),
       });
       status.start();
@@ -358,6 +367,9 @@ async function sendCommand(
           };
         })();
     if (!p && !opts.quiet) line(io.stderr, formatSummary(summary));
+    const clock = formatClock(c.stats());
+    if (opts.stats && clock !== '')
+      line(io.stderr, `${clock.trim()} (this sender's clock minus the receiver's)`);
     const drops = dropped();
     if (drops > 0)
       log(`dropped ${drops} frame(s): a live stream sends the newest frame and skips older unsent ones`);

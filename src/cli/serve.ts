@@ -5,13 +5,16 @@ import { createServer, FramewireError, type FramewireServer, VERSION, webSocketS
 import { FolderSink } from '../sinks/folder.js';
 import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { JetStreamSink } from '../sinks/jetstream.js';
+import { SyncSink } from '../sinks/sync.js';
 import { createViewer, parseHostPort, type ViewerSink } from '../sinks/viewer.js';
+import { parseSyncStreams } from '../sync/frames.js';
 import {
   abortPromise,
   type CommandContext,
   collect,
   EXIT,
   line,
+  parseDurationUs,
   parseSize,
   readPem,
   reportError,
@@ -84,6 +87,25 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     .option('--cert <file>', 'TLS certificate (PEM) for tls:// and wss:// endpoints')
     .option('--key <file>', 'TLS private key (PEM) for tls:// and wss:// endpoints')
     .option('--ca <file>', 'with --cert: require senders to present a certificate signed by this CA')
+    .option(
+      '--sync <streams>',
+      'group frames of these streams (A,B[,…]) taken at the same moment into OUT/sync.jsonl (repeatable: several groups)',
+      collect,
+    )
+    .addOption(
+      new Option('--tolerance <time>', 'with --sync: largest span of a group, e.g. 20ms')
+        .argParser(parseDurationUs)
+        .default(20_000, '20ms'),
+    )
+    .addOption(
+      new Option('--max-wait <time>', 'with --sync: how long to wait for a late frame, e.g. 200ms')
+        .argParser(parseDurationUs)
+        .default(200_000, '200ms'),
+    )
+    .option(
+      '--trust-clocks',
+      "take senders' capture times as they are (PTP or chrony keep the clocks together): no clock correction",
+    )
     .option('-q, --quiet', 'print only messages and errors')
     .action(async (opts) => {
       ctx.setExit(await serveCommand(opts, ctx));
@@ -123,6 +145,10 @@ async function serveCommand(
     foxglove?: { host: string; port: number };
     viewCert?: string;
     viewKey?: string;
+    sync?: string[];
+    tolerance: number;
+    maxWait: number;
+    trustClocks?: boolean;
     quiet?: boolean;
   },
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; signal: AbortSignal },
@@ -134,6 +160,7 @@ async function serveCommand(
   let viewer: ViewerSink | undefined;
   let bus: JetStreamSink | undefined;
   let fox: FoxgloveSink | undefined;
+  let syncSink: SyncSink | undefined;
   try {
     const sinks = [];
     // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
@@ -175,11 +202,26 @@ async function serveCommand(
       });
       sinks.push(bus);
     }
+    if (opts.sync) {
+      syncSink = await SyncSink.open(
+        opts.sync.map((g) => parseSyncStreams(g)),
+        opts.out === undefined ? undefined : resolve(opts.out),
+        {
+          toleranceUs: opts.tolerance,
+          maxWaitUs: opts.maxWait,
+          trustClocks: !!opts.trustClocks,
+          onError: (e) => line(io.stderr, `framewire: ${e.message}`),
+        },
+      );
+      sinks.push(syncSink);
+      viewer?.addSync(syncSink);
+    }
     const cert = readPem('--cert', opts.cert);
     const key = readPem('--key', opts.key);
     const ca = readPem('--ca', opts.ca);
     server = await createServer({
       verifyCrc: opts.verifyCrc,
+      trustClocks: !!opts.trustClocks,
       ...(opts.token ? { token: opts.token } : {}),
       ...(cert && key ? { tls: { cert, key, ...(ca ? { ca, requestCert: true } : {}) } } : {}),
       listen: udpListenOptions(opts.listen ?? ['tcp://0.0.0.0:7070'], opts.mtu),
@@ -226,12 +268,14 @@ async function serveCommand(
     await server.close();
     const total = [...counts.entries()].map(([k, v]) => `${k}: ${v}`).join(', ');
     log(`received ${total || 'no frames'}`);
+    if (syncSink) log(`sync: ${syncSink.groups} groups; unpaired ${JSON.stringify(syncSink.unpaired())}`);
     return EXIT.OK;
   } catch (err) {
     await server?.close();
     await viewer?.close();
     await bus?.close();
     await fox?.close();
+    await syncSink?.close();
     return reportError(err, io.stderr);
   }
 }

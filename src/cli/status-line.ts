@@ -13,6 +13,9 @@ export interface StatusSample {
   ackP50Ms: number;
   /** Frames dropped so far (live: replaced by newer ones, at the sender or at the source). */
   dropped: number;
+  /** This sender's clock minus the receiver's, and its error bound (ms), once measured. */
+  clockOffsetMs?: number | undefined;
+  clockErrorMs?: number | undefined;
 }
 
 export interface StatusLineOptions {
@@ -29,14 +32,22 @@ export interface StatusLineOptions {
 
 const CLEAR_LINE = '\r\x1b[2K';
 
-/** `test: 29.9 fps  1.23 MB/s  ack p50 3.2 ms  dropped 0  (1234 frames, 5.6 MB)` */
+/** `test: 29.9 fps  1.23 MB/s  ack p50 3.2 ms  dropped 0  clock +3000.1±0.2 ms  (1234 frames, 5.6 MB)` */
 export function formatStatus(label: string, s: StatusSample, fps: number, bytesPerSec: number): string {
   const mb = bytesPerSec / 1e6;
   const prefix = label === '' ? '' : `${label}: `;
   return (
     `${prefix}${fps.toFixed(1)} fps  ${mb.toFixed(mb < 10 ? 2 : 1)} MB/s  ack p50 ${s.ackP50Ms.toFixed(1)} ms  ` +
-    `dropped ${s.dropped}  (${s.frames} frames, ${formatBytes(s.bytes)})`
+    `dropped ${s.dropped}  ${formatClock(s)}(${s.frames} frames, ${formatBytes(s.bytes)})`
   );
+}
+
+/** `clock +3000.1±0.2 ms  ` (the sender's clock minus the receiver's), or '' before it is measured. */
+export function formatClock(s: Pick<StatusSample, 'clockOffsetMs' | 'clockErrorMs'>): string {
+  if (s.clockOffsetMs === undefined) return '';
+  const sign = s.clockOffsetMs < 0 ? '-' : '+';
+  const err = s.clockErrorMs === undefined ? '' : `±${s.clockErrorMs.toFixed(1)}`;
+  return `clock ${sign}${Math.abs(s.clockOffsetMs).toFixed(1)}${err} ms  `;
 }
 
 export class StatusLine {

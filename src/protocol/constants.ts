@@ -17,6 +17,11 @@ export const MESSAGE_HEAD_FIXED = 18;
 export const ACK_HEAD = 12;
 /** Size of a PING/PONG head. */
 export const PING_HEAD = 8;
+/** Size of a CLOCK head (t1) and of a CLOCK_REPLY head (t1, t2, t3). */
+export const CLOCK_HEAD = 8;
+export const CLOCK_REPLY_HEAD = 24;
+/** Version of the clock exchange announced in HELLO and WELCOME (`clock`). */
+export const CLOCK_VERSION = 1;
 
 export const MessageType = {
   HELLO: 0x01,
@@ -30,6 +35,9 @@ export const MessageType = {
   ERROR: 0x20,
   PING: 0x30,
   PONG: 0x31,
+  /** Clock exchange: only after both sides announced `clock` in HELLO and WELCOME. */
+  CLOCK: 0x32,
+  CLOCK_REPLY: 0x33,
   BYE: 0x3f,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];

@@ -8,6 +8,8 @@ import { crc32 } from 'node:zlib';
 import { type ErrorCode, FramewireError } from '../errors.js';
 import {
   ACK_HEAD,
+  CLOCK_HEAD,
+  CLOCK_REPLY_HEAD,
   CONTENT_TYPES,
   DEFAULT_LIMITS,
   Flags,
@@ -293,6 +295,14 @@ export class Decoder {
           fail('ERR_BAD_HEADER', `${messageTypeName(type)} must have head length ${PING_HEAD} and no body`);
         }
         break;
+      case MessageType.CLOCK:
+      case MessageType.CLOCK_REPLY: {
+        const want = type === MessageType.CLOCK ? CLOCK_HEAD : CLOCK_REPLY_HEAD;
+        if (headLen !== want || bodyLen !== 0) {
+          fail('ERR_BAD_HEADER', `${messageTypeName(type)} must have head length ${want} and no body`);
+        }
+        break;
+      }
       default:
         fail('ERR_UNKNOWN_TYPE', `unknown message type 0x${type.toString(16).padStart(2, '0')}`);
     }
@@ -343,6 +353,15 @@ export class Decoder {
       case MessageType.PING:
       case MessageType.PONG:
         return { type, time: u64(head, 0, 'ping time') };
+      case MessageType.CLOCK:
+        return { type, t1: u64(head, 0, 'clock t1') };
+      case MessageType.CLOCK_REPLY:
+        return {
+          type,
+          t1: u64(head, 0, 'clock t1'),
+          t2: u64(head, 8, 'clock t2'),
+          t3: u64(head, 16, 'clock t3'),
+        };
       default:
         return fail('ERR_UNKNOWN_TYPE', `unknown message type ${type}`);
     }

@@ -6,6 +6,8 @@ import { crc32 } from 'node:zlib';
 import { FramewireError } from '../errors.js';
 import {
   ACK_HEAD,
+  CLOCK_HEAD,
+  CLOCK_REPLY_HEAD,
   type ContentType,
   ContentTypeCode,
   DEFAULT_LIMITS,
@@ -49,6 +51,8 @@ export interface HelloBody {
   messageSeq?: number;
   /** Present when the sender has a token: its nonce for the challenge-response (hex, 32 bytes). */
   auth?: { nonce: string };
+  /** The clock exchange the sender speaks (CLOCK and CLOCK_REPLY), 1; absent in older senders. */
+  clock?: number;
 }
 
 export interface ResumePoint {
@@ -68,6 +72,8 @@ export interface WelcomeBody {
   limits: { maxFrameBytes: number; maxMetaBytes: number; maxMessageBytes: number };
   /** False when the receiver does not check frame CRCs: senders may then send frames flagged NO_CRC. */
   verifyCrc?: boolean;
+  /** 1 when the receiver speaks the clock exchange too and the sender announced it: both may send CLOCK. */
+  clock?: number;
 }
 
 export type OpenBody = StreamDecl;
@@ -147,6 +153,8 @@ export type Message =
   | { type: typeof MessageType.ERROR; body: ErrorBody }
   | { type: typeof MessageType.PING; time: number }
   | { type: typeof MessageType.PONG; time: number }
+  | { type: typeof MessageType.CLOCK; t1: number }
+  | { type: typeof MessageType.CLOCK_REPLY; t1: number; t2: number; t3: number }
   | { type: typeof MessageType.AUTH; body: AuthBody }
   | { type: typeof MessageType.BYE; body: ByeBody };
 
@@ -315,6 +323,31 @@ export function encodePing(type: typeof MessageType.PING | typeof MessageType.PO
   const buf = Buffer.allocUnsafe(HEADER_BYTES + PING_HEAD);
   writeHeader(buf, type, 0, PING_HEAD, 0);
   writeU64(buf, time, HEADER_BYTES);
+  return [buf];
+}
+
+/** Encodes a CLOCK request: `t1`, the requester's wall clock at sending, µs since the Unix epoch. */
+export function encodeClock(t1: number): Encoded {
+  checkU64('clock t1', t1);
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + CLOCK_HEAD);
+  writeHeader(buf, MessageType.CLOCK, 0, CLOCK_HEAD, 0);
+  writeU64(buf, t1, HEADER_BYTES);
+  return [buf];
+}
+
+/**
+ * Encodes a CLOCK_REPLY: `t1` echoed from the CLOCK, `t2` and `t3` the replier's wall clock (µs) when the
+ * CLOCK arrived and when the reply left.
+ */
+export function encodeClockReply(t1: number, t2: number, t3: number): Encoded {
+  checkU64('clock t1', t1);
+  checkU64('clock t2', t2);
+  checkU64('clock t3', t3);
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + CLOCK_REPLY_HEAD);
+  writeHeader(buf, MessageType.CLOCK_REPLY, 0, CLOCK_REPLY_HEAD, 0);
+  writeU64(buf, t1, HEADER_BYTES);
+  writeU64(buf, t2, HEADER_BYTES + 8);
+  writeU64(buf, t3, HEADER_BYTES + 16);
   return [buf];
 }
 

@@ -63,8 +63,10 @@ export class ClientStream {
    * receiver is slow: that is the backpressure). Live streams never wait: a newer frame replaces an unsent
    * older one. Rejects when the stream was refused or the client gave up.
    */
-  send(frame: Frame): Promise<number> {
-    return this.client.sendFrame(this, frame);
+  send(frame: Frame, options?: { captureUs?: number }): Promise<number> {
+    // `captureUs`: when the camera took the frame, on this machine's wall clock (default: now).
+    const f = options?.captureUs === undefined ? frame : { ...frame, captureUs: options.captureUs };
+    return this.client.sendFrame(this, f);
   }
 
   /**

@@ -76,6 +76,12 @@ export interface ClientStats {
   reconnects: number;
   /** Latest PING round-trip time in ms, or undefined before the first PONG. */
   rttMs: number | undefined;
+  /**
+   * This sender's clock minus the receiver's, ms, from the clock exchange (docs/sync.md), and its error
+   * bound; undefined before the first exchange or with a receiver that does not speak it.
+   */
+  clockOffsetMs: number | undefined;
+  clockErrorMs: number | undefined;
   /** Time from writing a frame to its acknowledgement, over the last 10,000 frames (ms). */
   ackLatencyMs: { p50: number; p99: number; max: number; samples: number };
 }

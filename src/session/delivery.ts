@@ -19,6 +19,7 @@ import {
 import { wallUs } from '../time.js';
 import type { Connection } from '../transports/types.js';
 import type { ReceivedFrame, ReceivedMessage } from '../types.js';
+import { type ClockSync, correctCapture } from './clock.js';
 import type { ReceiverHost } from './host.js';
 import { mayResume, mustPause } from './limits.js';
 import type { RecordOwner, RxStream } from './records.js';
@@ -39,6 +40,8 @@ export abstract class SessionDelivery implements RecordOwner {
   protected messageAckSent = -1;
   private messageChain: Promise<void> = Promise.resolve();
   protected finished = false;
+  /** The clock exchange, when the sender speaks it. */
+  protected clock: ClockSync | undefined;
 
   constructor(server: ReceiverHost, conn: Connection) {
     this.server = server;
@@ -172,6 +175,7 @@ export abstract class SessionDelivery implements RecordOwner {
             meta: f.meta,
             data: f.payload,
             crc: f.crc,
+            ...correctCapture(f.captureUs, this.clock?.estimate(), this.server.options.trustClocks),
           };
           try {
             const stored = this.server.deliverFrameFast(rf);

@@ -24,6 +24,8 @@ export interface ServerEvents {
   'frame-error': [FramewireError];
   /** A problem that did not stop the server: a malformed peer, a failed write, a refused stream. */
   warning: [FramewireError];
+  /** close() finished: every connection is closed and the sinks too. */
+  close: [];
 }
 
 export interface ReceiverHost extends ReceiverInfo {

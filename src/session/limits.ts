@@ -20,6 +20,8 @@ export interface ServerSettings {
   token: string | undefined;
   tls: TlsServerOptions | undefined;
   verifyCrc: boolean;
+  trustClocks: boolean;
+  clockIntervalMs: number;
 }
 
 /** The host part of a remote address (`host:port`). */

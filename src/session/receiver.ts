@@ -19,6 +19,7 @@ import {
 import { monoMs } from '../time.js';
 import type { Connection } from '../transports/types.js';
 import type { ConnectionInfo } from '../types.js';
+import { CLOCK_VERSION, ClockSync } from './clock.js';
 import { SessionDelivery } from './delivery.js';
 import { challenge, checkAnswer, checkHello, welcomeBody } from './handshake.js';
 import type { ReceiverHost } from './host.js';
@@ -120,6 +121,7 @@ export class ReceiverSession extends SessionDelivery {
           );
           break;
         default:
+          if (this.clock?.handle(m)) break;
           throw new FramewireError('ERR_PROTOCOL', `a sender may not send message type ${m.type}`);
       }
     } catch (err) {
@@ -145,6 +147,7 @@ export class ReceiverSession extends SessionDelivery {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.clock?.stop();
     for (const t of this.timers) clearTimeout(t);
     // Queued frames that were not started are dropped: they were not acknowledged, the sender resends them.
     for (const s of this.streams.values()) this.detach(s);
@@ -258,7 +261,14 @@ export class ReceiverSession extends SessionDelivery {
         this.server.options.limits,
         this.server.options.verifyCrc,
       );
+      if (body.clock === CLOCK_VERSION) {
+        this.clock = new ClockSync((m) => this.conn.send(m), {
+          intervalMs: this.server.options.clockIntervalMs,
+        });
+        welcome.clock = CLOCK_VERSION;
+      }
       this.conn.send(encodeControl(MessageType.WELCOME, welcome));
+      this.clock?.start();
       if (channels.connection.hasSubscribers) {
         channels.connection.publish({ server: this.server, connection: this.info() });
       }

@@ -17,6 +17,7 @@ import { transportFor } from '../transports/index.js';
 import type { Connection } from '../transports/types.js';
 import { newNonce } from './auth.js';
 import type { ClientStream } from './client-stream.js';
+import { CLOCK_VERSION, ClockSync } from './clock.js';
 import { answerChallenge, remoteError } from './handshake.js';
 import { ClientWindow } from './window.js';
 
@@ -248,6 +249,7 @@ export abstract class ClientLink extends ClientWindow {
         streams: declared.map((s) => this.decl(s)),
         messageSeq: this.messages[0]?.seq ?? this.messageSeq,
         ...(token === undefined ? {} : { auth: { nonce: senderNonce } }),
+        clock: CLOCK_VERSION,
       };
       conn.send(encodeControl(MessageType.HELLO, hello));
     });
@@ -270,6 +272,13 @@ export abstract class ClientLink extends ClientWindow {
     const mnext = typeof w.messageNext === 'number' ? w.messageNext : 0;
     this.ackMessages(mnext - 1);
     this.startKeepalive();
+    this.clock?.stop();
+    this.clock = undefined;
+    if (w.clock === CLOCK_VERSION && this.conn) {
+      const conn = this.conn;
+      this.clock = new ClockSync((m) => conn.send(m));
+      this.clock.start();
+    }
     this.emit('connected', { url: this.url.href, session: String(w.session), reconnect });
     this.pump();
   }
@@ -306,6 +315,7 @@ export abstract class ClientLink extends ClientWindow {
   }
 
   protected stopKeepalive(): void {
+    this.clock?.stop();
     if (this.keepalive) clearInterval(this.keepalive);
     this.keepalive = undefined;
   }
@@ -342,6 +352,7 @@ export abstract class ClientLink extends ClientWindow {
         // The receiver is shutting down; it closes the connection and we reconnect.
         break;
       default:
+        this.clock?.handle(m);
         break;
     }
   }

@@ -30,6 +30,7 @@ import type { ServerEvents } from './host.js';
 import { connectionRefusal } from './limits.js';
 import { ReceiverSession } from './receiver.js';
 import { type RecordOwner, type StreamRecord, StreamRegistry } from './records.js';
+import { type SyncIteratorOptions, syncGroups } from './sync.js';
 
 export type { ServerEvents } from './host.js';
 export { ReceiverSession } from './receiver.js';
@@ -81,6 +82,13 @@ export interface ServerOptions {
    * about a third of the CPU per byte on both sides.
    */
   verifyCrc?: boolean;
+  /**
+   * Take senders' capture times as they are (default false): PTP or chrony keep the clocks together. By
+   * default each connection measures its sender's clock offset and frames get `correctedUs` (docs/sync.md).
+   */
+  trustClocks?: boolean;
+  /** Period of the clock exchange with each sender (ms, default 2000). */
+  clockIntervalMs?: number;
 }
 
 /**
@@ -130,6 +138,8 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
       token: checkToken(options.token),
       tls: options.tls,
       verifyCrc: options.verifyCrc ?? true,
+      trustClocks: options.trustClocks ?? false,
+      clockIntervalMs: options.clockIntervalMs ?? 2000,
     };
   }
 
@@ -188,6 +198,15 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
     await Promise.all(this.bound.map((l) => l.close()));
     await Promise.all([...this.sessions].map((s) => s.shutdown('server closing')));
     for (const sink of this.sinks) await sink.close?.();
+    this.emit('close');
+  }
+
+  /**
+   * Groups the frames of `streams` taken at the same moment, by capture time on this receiver's clock
+   * (docs/sync.md): an async iterator of groups, ending when the server closes or `options.signal` aborts.
+   */
+  sync(streams: string[], options: SyncIteratorOptions = {}) {
+    return syncGroups(this, streams, { trustClocks: this.options.trustClocks, ...options });
   }
 
   /**

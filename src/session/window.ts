@@ -20,6 +20,7 @@ import type { Connection } from '../transports/types.js';
 import type { Frame } from '../types.js';
 import type { ClientStream, FrameSender, OutFrame, OutMessage } from './client-stream.js';
 import type { ClientEvents, ClientSettings, ClientStats } from './client-types.js';
+import type { ClockSync } from './clock.js';
 import { remoteError } from './handshake.js';
 
 /** A frame's content type when none is given: from its name's extension, JPEG for unnamed frames. */
@@ -33,6 +34,8 @@ export abstract class ClientWindow extends EventEmitter<ClientEvents> implements
   readonly epoch: string;
   protected readonly o: ClientSettings;
   protected conn: Connection | undefined;
+  /** The clock exchange with the current receiver, when it speaks it. */
+  protected clock: ClockSync | undefined;
   protected ready = false;
   protected readonly streams: ClientStream[] = [];
   protected readonly byId = new Map<number, ClientStream>();
@@ -79,8 +82,12 @@ export abstract class ClientWindow extends EventEmitter<ClientEvents> implements
     const n = Math.min(this.latencyCount, this.latencies.length);
     const sorted = Array.from(this.latencies.subarray(0, n)).sort((a, b) => a - b);
     const pick = (q: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.floor(q * n))]!);
+    const clock = this.clock?.estimate();
     return {
       ...this.s,
+      // The exchange measures the receiver's clock minus ours; report ours minus the receiver's.
+      clockOffsetMs: clock ? -clock.offsetUs / 1000 : undefined,
+      clockErrorMs: clock ? clock.errorUs / 1000 : undefined,
       ackLatencyMs: { p50: pick(0.5), p99: pick(0.99), max: n ? sorted[n - 1]! : 0, samples: n },
     };
   }

@@ -75,6 +75,10 @@ export interface IndexEntry {
   pixelFormat?: PixelFormat;
   /** Present when the frame carried metadata. */
   meta?: unknown;
+  /** The capture time on the receiver's clock, and the clock offset and error used (docs/sync.md). */
+  correctedUs?: number;
+  clockOffsetUs?: number;
+  clockErrorUs?: number;
 }
 
 const INDEX_FILE = 'index.jsonl';
@@ -249,7 +253,7 @@ function writeSyncAndRename(tmp: string, target: string, data: Buffer): void {
 }
 
 /** The name a frame is saved under. */
-function fileNameOf(f: ReceivedFrame): string {
+export function fileNameOf(f: ReceivedFrame): string {
   if (f.name !== '') return f.name;
   return String(f.seq).padStart(9, '0') + (EXTENSIONS[f.contentType] ?? '.bin');
 }
@@ -271,6 +275,9 @@ function indexLine(f: ReceivedFrame, name: string): string {
   // A raw file cannot be decoded without its pixel layout.
   if (f.pixelFormat !== 'none') e.pixelFormat = f.pixelFormat;
   if (f.meta !== undefined) e.meta = f.meta;
+  if (f.correctedUs !== undefined) e.correctedUs = f.correctedUs;
+  if (f.clockOffsetUs !== undefined) e.clockOffsetUs = f.clockOffsetUs;
+  if (f.clockErrorUs !== undefined) e.clockErrorUs = f.clockErrorUs;
   return JSON.stringify(e);
 }
 

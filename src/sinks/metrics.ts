@@ -32,6 +32,12 @@ export const DEFAULT_LATENCY_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
+/** What the metrics read of a sync sink. */
+export interface SyncCounts {
+  unpaired(): Record<string, Partial<Record<string, number>>>;
+  readonly groups: number;
+}
+
 /** Viewer counts reported by whoever serves viewers (the viewer sink). */
 export interface ViewerCounts {
   websocket: number;
@@ -63,6 +69,9 @@ export class FramewireMetrics {
   readonly messages: Counter;
   readonly latency: Histogram<'stream'>;
   readonly connections: Counter;
+  readonly clockOffset: Gauge<'stream'>;
+  readonly clockError: Gauge<'stream'>;
+  readonly #syncs: SyncCounts[] = [];
 
   constructor(options: MetricsOptions = {}) {
     this.#accept = options.accept ?? (() => true);
@@ -138,8 +147,47 @@ export class FramewireMetrics {
       },
     });
 
+    this.clockOffset = new Gauge({
+      name: 'framewire_clock_offset_seconds',
+      help: "The sender's clock minus the receiver's, per stream, from the clock exchange (docs/sync.md).",
+      labelNames: ['stream'],
+      registers,
+    });
+    this.clockError = new Gauge({
+      name: 'framewire_clock_error_seconds',
+      help: 'Bound on the error of framewire_clock_offset_seconds: half the round trip of the best recent exchange.',
+      labelNames: ['stream'],
+      registers,
+    });
+    const syncs = this.#syncs;
+    new Counter({
+      name: 'framewire_sync_unpaired_total',
+      help: 'Frames of a --sync group left without a group, by stream and reason (tolerance, skipped, late, clock).',
+      labelNames: ['stream', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of syncs) {
+          for (const [stream, counts] of Object.entries(s.unpaired())) {
+            for (const [reason, n] of Object.entries(counts)) this.inc({ stream, reason }, n ?? 0);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: 'framewire_sync_groups_total',
+      help: 'Groups of frames taken at the same moment (serve --sync).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(syncs.reduce((n, s) => n + s.groups, 0));
+      },
+    });
+
     this.#on<FrameEvent>(CHANNELS.frame, ({ frame }) => {
       const stream = frame.stream.name;
+      if (frame.clockOffsetUs !== undefined) this.clockOffset.set({ stream }, frame.clockOffsetUs / 1e6);
+      if (frame.clockErrorUs !== undefined) this.clockError.set({ stream }, frame.clockErrorUs / 1e6);
       this.frames.inc({ stream });
       this.bytes.inc({ stream }, frame.data.length);
       this.latency.observe({ stream }, Math.max(0, frame.receivedUs - frame.captureUs) / 1e6);
@@ -164,6 +212,11 @@ export class FramewireMetrics {
   /** Counts `server` even when `accept` would not (and lets the senders gauge see it before any event). */
   attach(server: ReceiverInfo): void {
     this.#servers.add(server);
+  }
+
+  /** Counts the groups and unpaired frames of a sync sink (serve --sync). */
+  addSync(source: SyncCounts): void {
+    this.#syncs.push(source);
   }
 
   /** Reports viewer counts for the `framewire_viewers_connected` gauge. */

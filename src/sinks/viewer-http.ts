@@ -34,6 +34,8 @@ export interface ViewerRoutes {
   stream(name: string): StreamState | undefined;
   /** Serves /streams/NAME.mjpg to a new reader. */
   mjpeg(req: IncomingMessage, res: ServerResponse, name: string): void;
+  /** Routes of an add-on (the /sync pages); true when it answered. */
+  extra?(path: string, res: ServerResponse): boolean;
 }
 
 /** Answers one HTTP request (GET and HEAD only). */
@@ -56,6 +58,7 @@ export function handleRequest(routes: ViewerRoutes, req: IncomingMessage, res: S
     res.end(req.method === 'HEAD' ? undefined : VIEWER_PAGE);
     return;
   }
+  if (routes.extra?.(path, res)) return;
   if (path === '/api/streams') {
     const body = JSON.stringify({ streams: routes.streams(), viewers: routes.viewers() }, null, 2);
     send(req, res, 200, 'application/json; charset=utf-8', body);

@@ -2,6 +2,7 @@
  * Per-stream state of the viewer and the statistics computed from it: counts, gaps, a ring of recent
  * arrival times and latencies, and the fps/latency figures served by GET /api/streams and to the page.
  */
+import type { SyncUnpairedReason } from '../sync/frames.js';
 import type { ReceivedFrame, StreamInfo } from '../types.js';
 
 /** Statistics of one stream, as `GET /api/streams` and the page show them. */
@@ -34,6 +35,11 @@ export interface StreamStats {
   /** Paths of the stream's MJPEG and latest-frame endpoints. */
   mjpeg: string;
   jpeg: string;
+  /** The sender's clock minus the receiver's and its error bound, ms, from the latest frame (docs/sync.md). */
+  clockOffsetMs: number | undefined;
+  clockErrorMs: number | undefined;
+  /** With `serve --sync`: frames of this stream left without a group, by reason. */
+  unpaired?: Partial<Record<SyncUnpairedReason, number>>;
 }
 
 const WINDOW_MS = 2000;
@@ -52,6 +58,8 @@ export interface StreamState {
   missing: number;
   receiverDrops: number;
   viewerDrops: number;
+  clockOffsetUs: number | undefined;
+  clockErrorUs: number | undefined;
   /** Arrival times (ms) and latencies (µs) of recent frames, a ring. */
   times: Float64Array;
   lat: Float64Array;
@@ -66,6 +74,8 @@ export function newState(info: StreamInfo): StreamState {
     online: true,
     offlineSince: 0,
     latest: undefined,
+    clockOffsetUs: undefined,
+    clockErrorUs: undefined,
     width: 0,
     height: 0,
     frames: 0,
@@ -86,13 +96,18 @@ export function countFrame(s: StreamState, f: ReceivedFrame): void {
   s.lastSeq = f.seq;
   s.frames++;
   s.bytes += f.data.length;
+  s.clockOffsetUs = f.clockOffsetUs;
+  s.clockErrorUs = f.clockErrorUs;
   const k = s.n++ % RING;
   s.times[k] = performance.now();
   s.lat[k] = f.receivedUs - f.captureUs;
 }
 
 /** The statistics of one stream over the last two seconds. */
-export function streamStats(s: StreamState): StreamStats {
+export function streamStats(
+  s: StreamState,
+  unpaired?: Partial<Record<SyncUnpairedReason, number>>,
+): StreamStats {
   const now = performance.now();
   const count = Math.min(s.n, RING);
   let inWindow = 0;
@@ -132,6 +147,9 @@ export function streamStats(s: StreamState): StreamStats {
     lastReceivedUs: s.latest?.receivedUs,
     mjpeg: `/streams/${enc}.mjpg`,
     jpeg: `/streams/${enc}.jpg`,
+    clockOffsetMs: s.clockOffsetUs === undefined ? undefined : s.clockOffsetUs / 1000,
+    clockErrorMs: s.clockErrorUs === undefined ? undefined : s.clockErrorUs / 1000,
+    ...(unpaired ? { unpaired } : {}),
   };
 }
 

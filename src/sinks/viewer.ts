@@ -38,6 +38,7 @@ import type {
 } from '../types.js';
 import { type Box, extractBoxes } from './boxes.js';
 import { FramewireMetrics } from './metrics.js';
+import { type SyncSource, SyncView } from './sync-view.js';
 import { type Client, heartbeat, type ViewerDebug, WsClient } from './viewer-clients.js';
 import { handleRequest, refuseUpgrade, send, type ViewerRoutes } from './viewer-http.js';
 import { MjpegClient, startMjpeg } from './viewer-mjpeg.js';
@@ -133,6 +134,7 @@ export class ViewerSink implements Sink {
   #closing: Promise<void> | undefined;
   #streamsDirty = false;
   #senders: UpgradeHook | undefined;
+  #sync: SyncView | undefined;
   readonly #secure: boolean;
 
   constructor(options: ViewerOptions = {}) {
@@ -175,6 +177,7 @@ export class ViewerSink implements Sink {
       viewers: () => this.#clients.size,
       stream: (name) => this.#streams.get(name),
       mjpeg: (req, res, name) => this.#mjpeg(req, res, name),
+      extra: (path, res) => this.#sync?.handle(path, res) === true,
     };
     this.#secure = !!options.tls;
     this.#http = options.tls
@@ -237,6 +240,12 @@ export class ViewerSink implements Sink {
     this.#senders = hook;
   }
 
+  /** Shows the groups of a sync sink at /sync, and its unpaired counts in /api/streams and /metrics. */
+  addSync(source: SyncSource): void {
+    this.#sync = new SyncView(source);
+    this.metrics?.addSync(source);
+  }
+
   /** Also shows the streams of `server` (its stream, disconnect and drop events) even if not its sink. */
   attach(server: ReceiverInfo): void {
     this.#attached.add(server);
@@ -250,7 +259,7 @@ export class ViewerSink implements Sink {
 
   /** Statistics of every stream, as served by GET /api/streams. */
   streams(): StreamStats[] {
-    return [...this.#streams.values()].map(streamStats);
+    return [...this.#streams.values()].map((s) => streamStats(s, this.#sync?.unpaired(s.info.name)));
   }
 
   /** @internal The picture size last seen on stream `name`. */

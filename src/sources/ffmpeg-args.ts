@@ -4,6 +4,7 @@
  */
 import type { FfmpegCapabilities } from './ffmpeg-binary.js';
 import { checkOptions, type FfmpegSourceOptions, parseSizeOption } from './ffmpeg-options.js';
+import { PTS_FILTERS } from './ffmpeg-pts.js';
 
 const DEFAULT_PATTERN_SIZE = { width: 640, height: 480 };
 const DEFAULT_PATTERN_FPS = 30;
@@ -69,6 +70,8 @@ export function ffmpegArgs(
     if (size) filters.push(`scale=${size.width}:${size.height}`);
   }
   args.push('-an', '-sn', '-dn');
+  // Each frame's pts on fd 3, for its capture time (src/sources/ffmpeg-pts.ts).
+  filters.push(PTS_FILTERS);
   if (filters.length > 0) args.push('-vf', filters.join(','));
   // Passthrough: every decoded (or filtered) frame once, neither duplicated nor dropped to a constant rate.
   args.push(caps.fpsMode ? '-fps_mode' : '-vsync', 'passthrough');

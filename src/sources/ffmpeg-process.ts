@@ -11,6 +11,7 @@ import type { Frame } from '../types.js';
 import { notFound } from './ffmpeg-binary.js';
 import type { FfmpegInputKind } from './ffmpeg-input.js';
 import type { FfmpegSourceOptions } from './ffmpeg-options.js';
+import { PtsClock } from './ffmpeg-pts.js';
 import { MpjpegSplitter } from './mpjpeg.js';
 
 /** Debug view of the current ffmpeg process of a source; see {@link FfmpegSource.debug}. */
@@ -80,6 +81,7 @@ export class FfmpegRun implements FfmpegRunInfo {
   #frames = 0;
   #dropped = 0;
   #lastChunkUs = 0;
+  readonly #pts: PtsClock;
   /** performance.now() of the last frame, or of the last resume/start: the stall clock. */
   #lastProgress = 0;
   #statsFrames = 0;
@@ -97,6 +99,7 @@ export class FfmpegRun implements FfmpegRunInfo {
     this.#input = input;
     this.#kind = kind;
     this.#o = o;
+    this.#pts = new PtsClock(kind !== 'file' || args.includes('-re'));
     this.#splitter = new MpjpegSplitter({ maxPartBytes: o.maxFrameBytes });
     this.exited = new Promise((resolve) => {
       this.#resolveExited = resolve;
@@ -129,7 +132,7 @@ export class FfmpegRun implements FfmpegRunInfo {
     let child: ChildProcess;
     try {
       child = spawn(this.#ffmpeg, this.args as string[], {
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
         windowsHide: true,
       });
     } catch (err) {
@@ -161,6 +164,10 @@ export class FfmpegRun implements FfmpegRunInfo {
     stdout.on('error', () => {
       // Destroyed by stop(), or a broken pipe: the exit tells what happened.
     });
+    const ptsPipe = child.stdio[3] as NodeJS.ReadableStream | undefined;
+    ptsPipe?.setEncoding('utf8');
+    ptsPipe?.on('data', (text: string) => this.#pts.write(text));
+    ptsPipe?.on('error', () => {});
     stderr.setEncoding('utf8');
     stderr.on('data', (text: string) => this.#onStderr(text));
     stderr.on('error', () => {});
@@ -264,7 +271,7 @@ export class FfmpegRun implements FfmpegRunInfo {
     const frame: Frame = {
       data,
       contentType: 'image/jpeg',
-      captureUs: this.#lastChunkUs || wallUs(),
+      captureUs: this.#pts.next(this.#lastChunkUs || wallUs()),
       meta: { source: this.#kind },
     };
     if (size) {

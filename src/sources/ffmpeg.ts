@@ -47,9 +47,9 @@ const DEFAULT_LIVE_STALL_MS = 10_000;
  * Frames from ffmpeg. Each iteration runs one ffmpeg process and yields its frames as {@link Frame}s:
  * - `data`: one JPEG; `contentType` 'image/jpeg'; no `name` (live frames have no file names);
  * - `width`/`height`: read from the JPEG's SOF marker;
- * - `captureUs`: the wall-clock time when the frame's last byte was read from ffmpeg. For a file read with
- *   `realtime`, frames arrive paced by the file's timestamps (`-re`), so the times are spaced like the
- *   original capture; without it they only say when ffmpeg decoded the frame;
+ * - `captureUs`: the frame's pts (printed by ffmpeg on fd 3) plus the start time on this machine's wall
+ *   clock (src/sources/ffmpeg-pts.ts): spaced exactly as the source stamped the frames. For a file read
+ *   without `realtime` the start is when the first frame came out, and the rest follow the file's pts;
  * - `meta`: `{ source: kind }` (file, camera, rtsp, http, testsrc, thermal).
  *
  * Reading is pull-driven: at most two frames are read ahead of the consumer, then reading pauses and ffmpeg

@@ -42,6 +42,11 @@ export interface FolderSourceOptions {
    * Default: {@link DEFAULT_EXTENSIONS}.
    */
   extensions?: readonly string[];
+  /**
+   * Capture times by file name (µs since the Unix epoch), e.g. from `readTimesFile` (`send --times`): a file
+   * listed here gets its time; the others keep their modification time.
+   */
+  times?: ReadonlyMap<string, number>;
 }
 
 /** A {@link FolderSource} whose inputs are resolved: what `await source.open()` returns. */
@@ -86,8 +91,9 @@ function comparePaths(a: string, b: string): number {
  * - `data`: the file's bytes;
  * - `name`: the file's base name (files of different folders can share one);
  * - `contentType`: guessed from the extension (.jpg/.jpeg, .png, .raw, else application/octet-stream);
- * - `captureUs`: the file's modification time in microseconds. Files have no capture time; a camera
- *   source gives real ones, and the mtime is the closest a copied folder keeps.
+ * - `captureUs`: the time given for the file in `times` (`send --times FILE`), else the file's
+ *   modification time in microseconds. Files have no capture time; a camera source gives real ones, and the
+ *   mtime is the closest a copied folder keeps (docs/sync.md).
  *
  * Inputs are resolved by {@link FolderSource.open} (iteration calls it when it was not called), so that
  * missing or empty inputs fail before any frame is sent. Each iteration is a new pass over the files; up
@@ -99,6 +105,7 @@ export class FolderSource implements AsyncIterable<Frame> {
   readonly #loop: boolean;
   readonly #signal: AbortSignal | undefined;
   readonly #extensions: ReadonlySet<string>;
+  readonly #times: ReadonlyMap<string, number> | undefined;
   #opening: Promise<OpenedFolderSource> | undefined;
   #files: readonly string[] | undefined;
   #totalBytes: number | undefined;
@@ -131,6 +138,7 @@ export class FolderSource implements AsyncIterable<Frame> {
     this.#loop = options.loop === true;
     this.#signal = options.signal;
     this.#extensions = exts;
+    this.#times = options.times;
   }
 
   /** Absolute paths of the files, in order; undefined until {@link open} resolved. */
@@ -248,7 +256,7 @@ export class FolderSource implements AsyncIterable<Frame> {
     let next = 0;
     const fill = (): void => {
       while (pending.length < READ_AHEAD && next < end) {
-        const read = readFrame(files[next % count]!, signal);
+        const read = readFrame(files[next % count]!, signal, this.#times);
         // Awaited later; this keeps a failure of a read-ahead from being reported as unhandled meanwhile.
         read.catch(() => {});
         pending.push(read);
@@ -296,7 +304,11 @@ export function folderSource(
   return new FolderSource(inputs, options);
 }
 
-async function readFrame(file: string, signal: AbortSignal | undefined): Promise<Frame> {
+async function readFrame(
+  file: string,
+  signal: AbortSignal | undefined,
+  times: ReadonlyMap<string, number> | undefined,
+): Promise<Frame> {
   try {
     const fh = await open(file, 'r');
     try {
@@ -307,7 +319,7 @@ async function readFrame(file: string, signal: AbortSignal | undefined): Promise
         data,
         name: basename(file),
         contentType: contentTypeOf(file),
-        captureUs: Math.round(st.mtimeMs * 1000),
+        captureUs: times?.get(basename(file)) ?? Math.round(st.mtimeMs * 1000),
       };
     } finally {
       await fh.close();

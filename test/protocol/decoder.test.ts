@@ -11,6 +11,7 @@ import {
   bytewise,
   type Case,
   caseArb,
+  clockCase,
   controlCase,
   cutsArb,
   cutsFor,
@@ -172,6 +173,8 @@ const SAMPLES: ReadonlyArray<readonly [string, Case]> = [
   ['ACK at 2^53-1', ackCase(0xfffe, Number.MAX_SAFE_INTEGER)],
   ['PING', pingCase(MessageType.PING, 1_700_000_000_000)],
   ['PONG', pingCase(MessageType.PONG, 0)],
+  ['CLOCK', clockCase(1_700_000_000_000_000)],
+  ['CLOCK_REPLY at 2^53-1', clockCase(1, { t2: Number.MAX_SAFE_INTEGER, t3: 0 })],
 ];
 
 describe('Decoder round trip', () => {

@@ -61,6 +61,8 @@ const FIXED_HEAD = new Map<number, number>([
   [MessageType.ACK, 12],
   [MessageType.PING, 8],
   [MessageType.PONG, 8],
+  [MessageType.CLOCK, 8],
+  [MessageType.CLOCK_REPLY, 24],
 ]);
 const VARIABLE_HEAD = new Set<number>([MessageType.FRAME, MessageType.MESSAGE]);
 
@@ -213,8 +215,9 @@ describe('Decoder fuzz', () => {
       }),
       { numRuns: RUNS, seed: SEED },
     );
-    // The property above means something only if the decoder did gather announced sizes.
-    assert.ok(gathered > RUNS / 20, `only ${gathered} runs gathered a message`);
+    // The property above means something only if the decoder did gather announced sizes (the fixed-size
+    // types, ACK, PING, PONG, CLOCK, CLOCK_REPLY, never do).
+    assert.ok(gathered > RUNS / 25, `only ${gathered} runs gathered a message`);
   });
 
   it('fails on the header of a frame that announces more than maxFrameBytes, whatever follows', () => {

@@ -21,6 +21,8 @@ import { Decoder } from '../../src/protocol/decoder.js';
 import {
   type Encoded,
   encodeAck,
+  encodeClock,
+  encodeClockReply,
   encodeControl,
   encodeFrame,
   encodeMessage,
@@ -93,6 +95,15 @@ export function ackCase(stream: number, seq: number): Case {
 
 export function pingCase(type: typeof MessageType.PING | typeof MessageType.PONG, time: number): Case {
   return { parts: encodePing(type, time), expected: { type, time } };
+}
+
+export function clockCase(t1: number, reply?: { t2: number; t3: number }): Case {
+  return reply
+    ? {
+        parts: encodeClockReply(t1, reply.t2, reply.t3),
+        expected: { type: MessageType.CLOCK_REPLY, t1, ...reply },
+      }
+    : { parts: encodeClock(t1), expected: { type: MessageType.CLOCK, t1 } };
 }
 
 /** The wire bytes of one or more cases, back to back. */
@@ -258,8 +269,19 @@ const pingArb: fc.Arbitrary<Case> = fc
   .tuple(fc.constantFrom(MessageType.PING, MessageType.PONG), u64)
   .map(([t, time]) => pingCase(t, time));
 
+const clockArb: fc.Arbitrary<Case> = fc
+  .tuple(u64, fc.option(fc.record({ t2: u64, t3: u64 }), { nil: undefined }))
+  .map(([t1, reply]) => clockCase(t1, reply));
+
 /** Any valid message of protocol v1, within the default limits. */
-export const caseArb: fc.Arbitrary<Case> = fc.oneof(controlArb, frameArb, messageArb, ackArb, pingArb);
+export const caseArb: fc.Arbitrary<Case> = fc.oneof(
+  controlArb,
+  frameArb,
+  messageArb,
+  ackArb,
+  pingArb,
+  clockArb,
+);
 
 /** Cut offsets for a buffer of unknown length: scaled into range by {@link cutsFor}. */
 export const cutsArb = fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 20 });

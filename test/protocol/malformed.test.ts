@@ -118,7 +118,7 @@ describe('malformed input: header', () => {
   });
 
   it('rejects an unknown message type from the header alone', () => {
-    for (const t of [0x00, 0x06, 0x13, 0x21, 0x32, 0x40, 0xff]) {
+    for (const t of [0x00, 0x06, 0x13, 0x21, 0x34, 0x40, 0xff]) {
       failsAt([handMade(t, Buffer.alloc(0)).subarray(0, 12)], 'ERR_UNKNOWN_TYPE');
     }
   });
@@ -145,6 +145,16 @@ describe('malformed input: header', () => {
       fails(handMade(t, Buffer.alloc(4)), 'ERR_BAD_HEADER');
       fails(handMade(t, Buffer.alloc(8), Buffer.alloc(2)), 'ERR_BAD_HEADER');
     }
+  });
+
+  it('rejects a CLOCK or CLOCK_REPLY with the wrong head length, a body, or a time above 2^53-1', () => {
+    fails(handMade(MessageType.CLOCK, Buffer.alloc(24)), 'ERR_BAD_HEADER');
+    fails(handMade(MessageType.CLOCK_REPLY, Buffer.alloc(8)), 'ERR_BAD_HEADER');
+    fails(handMade(MessageType.CLOCK, Buffer.alloc(8), Buffer.alloc(1)), 'ERR_BAD_HEADER');
+    fails(handMade(MessageType.CLOCK_REPLY, Buffer.alloc(24), Buffer.alloc(1)), 'ERR_BAD_HEADER');
+    const big = Buffer.alloc(24);
+    big.writeUInt32BE(0x0020_0000, 8);
+    fails(handMade(MessageType.CLOCK_REPLY, big), 'ERR_BAD_HEADER');
   });
 
   it('rejects a control message with a head', () => {

@@ -9,6 +9,8 @@ import { MESSAGE_CHANNEL, MessageType } from '../../src/protocol/constants.js';
 import {
   type Encoded,
   encodeAck,
+  encodeClock,
+  encodeClockReply,
   encodeControl,
   encodeFrame,
   encodeMessage,
@@ -217,6 +219,31 @@ export const VECTORS: readonly Vector[] = [
       '00000000000004d2',
     encode: () => encodePing(MessageType.PING, 1234),
     message: { type: MessageType.PING, time: 1234 },
+  },
+  {
+    name: 'CLOCK t1 1700000000000000',
+    hex:
+      // magic, version, type 0x32, flags, reserved, head length 8, body length 0
+      '4657 01 32 00 00 0008 00000000 ' +
+      // t1 1700000000000000 µs
+      '00060a24181e4000',
+    encode: () => encodeClock(1_700_000_000_000_000),
+    message: { type: MessageType.CLOCK, t1: 1_700_000_000_000_000 },
+  },
+  {
+    name: 'CLOCK_REPLY from a clock 3 s ahead',
+    hex:
+      // magic, version, type 0x33, flags, reserved, head length 24, body length 0
+      '4657 01 33 00 00 0018 00000000 ' +
+      // t1 echoed, t2 1700000003000150, t3 1700000003000170
+      '00060a24181e4000 00060a24184c0756 00060a24184c076a',
+    encode: () => encodeClockReply(1_700_000_000_000_000, 1_700_000_003_000_150, 1_700_000_003_000_170),
+    message: {
+      type: MessageType.CLOCK_REPLY,
+      t1: 1_700_000_000_000_000,
+      t2: 1_700_000_003_000_150,
+      t3: 1_700_000_003_000_170,
+    },
   },
   {
     name: 'BYE',

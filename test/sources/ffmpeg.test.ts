@@ -23,6 +23,7 @@ import {
   probeFfmpeg,
   qualityToQscale,
 } from '../../src/sources/ffmpeg.js';
+import { PTS_FILTERS } from '../../src/sources/ffmpeg-pts.js';
 import { capture } from '../helpers/cli.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -167,7 +168,8 @@ test('ffmpegArgs: a V4L2 camera with size, fps and quality', () => {
     '-i',
     '/dev/video0',
   ]);
-  assert.ok(!args.includes('-vf'), 'the camera is asked for the mode, not scaled');
+  // The only filters print each frame's pts (its capture time): the camera is asked for the mode, not scaled.
+  assert.equal(args[args.indexOf('-vf') + 1], PTS_FILTERS);
   assert.ok(!args.includes('-re'));
   assert.deepEqual(args.slice(args.indexOf('-q:v'), args.indexOf('-q:v') + 2), ['-q:v', '8']);
   assert.deepEqual(args.slice(-5), ['-f', 'mpjpeg', '-flush_packets', '1', 'pipe:1']);
@@ -183,11 +185,11 @@ test('ffmpegArgs: RTSP over TCP, HTTP, files with realtime, loop, fps and size',
     '-i',
     'rtsp://10.0.0.5:554/live',
   ]);
-  assert.equal(rtsp[rtsp.indexOf('-vf') + 1], 'fps=10,scale=640:360');
+  assert.equal(rtsp[rtsp.indexOf('-vf') + 1], `fps=10,scale=640:360,${PTS_FILTERS}`);
   const file = ffmpegArgs('flight.mp4', { realtime: true, loop: true });
   const i = file.indexOf('-i');
   assert.deepEqual(file.slice(i - 3, i + 2), ['-re', '-stream_loop', '-1', '-i', 'flight.mp4']);
-  assert.ok(!file.includes('-vf'));
+  assert.equal(file[file.indexOf('-vf') + 1], PTS_FILTERS);
   const fast = ffmpegArgs('flight.mp4');
   assert.ok(!fast.includes('-re') && !fast.includes('-stream_loop'));
   const http = ffmpegArgs('http://cam/video.mjpg');
@@ -347,6 +349,21 @@ test('testsrc at 10 fps yields frames whose pixels change over time', T, async (
   const span = (frames[9]!.captureUs! - frames[0]!.captureUs!) / 1e6;
   assert.ok(span > 0.5, `capture times span ${span} s`);
 });
+
+test(
+  "capture times come from ffmpeg's pts: 9 fps frames are exactly 1/9 s apart, near the wall clock",
+  T,
+  async () => {
+    const frames = await take(ffmpegSource('thermal:64x48@9'), 6);
+    for (let i = 1; i < frames.length; i++) {
+      const gap = frames[i]!.captureUs! - frames[i - 1]!.captureUs!;
+      // The pts are exact; the anchor may move earlier (a faster frame), never later: gaps are 1/9 s or less.
+      assert.ok(gap > 0 && gap <= 111_112, `gap ${gap} µs`);
+    }
+    const last = frames[frames.length - 1]!.captureUs!;
+    assert.ok(Math.abs(Date.now() * 1000 - last) < 5_000_000, 'capture times are on the wall clock');
+  },
+);
 
 test('thermal yields false-colour frames that change over time', T, async () => {
   const frames = await take(ffmpegSource('thermal:160x120@10'), 6);
