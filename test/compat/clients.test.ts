@@ -37,10 +37,11 @@ after(async () => cleanup());
 test('LegacyUdpClient → the seed chunked server: every picture arrives whole, at 1024-multiples too', async () => {
   const seed = new SeedUdpPictureServer();
   const port = await seed.start();
-  // This JavaScript model of the seed server reads slower than the Python original when the test machine is
-  // busy; pace for a slower reader (readus=200) so that its default-size socket buffer never overflows —
-  // an overflow would make the real seed server hang too, which is what the pacing exists to prevent.
-  const c = await LegacyUdpClient.open(`legacy-udp://127.0.0.1:${port}?readus=200`);
+  // The seed's chunked format cannot recover a lost chunk, so this test must not lose one: the JavaScript
+  // model of the seed server may be starved of CPU for tens of milliseconds on a busy machine, and its
+  // default-size socket buffer holds about a hundred 1 KiB datagrams. Pace for a reader of one datagram per
+  // millisecond (readus=1000), so that a stall of ~100 ms still loses nothing (robust by design, not by retry).
+  const c = await LegacyUdpClient.open(`legacy-udp://127.0.0.1:${port}?readus=1000`);
   try {
     const pics = [123_000, 1024, 4096, 1025, 500, 300_000].map((n, i) => fakeJpeg(n, i));
     for (const p of pics) await c.send(p);
