@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The layering rules of docs/architecture.md, checked over the import graph of src/:
-//   bottom modules → protocol, sync → transports → session → compat, (bus →) sources, sinks → endpoints, index → cli
+//   bottom modules → protocol, sync → transports → session → compat, bus → sources, sinks → endpoints, index → cli
 // Usage: node scripts/check-imports.mjs [SRC_DIR]   (exit 1 and one line per broken rule)
 // Also imported by test/architecture.test.ts, which runs it in `npm test`.
 import { readdirSync, readFileSync, statSync } from 'node:fs';

@@ -4,6 +4,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../bus/url.js';
 import { FramewireError, type ReceivedFrame, type Sink } from '../index.js';
 import { FolderSink } from '../sinks/folder.js';
+import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { OnceFolderSink } from '../sinks/once.js';
 import { createViewer, type ViewerSink } from '../sinks/viewer.js';
 import { JetStreamSource, parseStartFrom, type StartFrom } from '../sources/jetstream.js';
@@ -50,6 +51,11 @@ export function registerConsume(program: Command, ctx: CommandContext): void {
     .option('-o, --out <dir>', 'save frames to DIR/<stream>/ and messages to DIR/messages.jsonl, each once')
     .option('--fsync', 'flush every frame to disk before acknowledging it to the bus')
     .option('--view <host:port>', 'serve the live viewer page, MJPEG and metrics', viewAddress)
+    .option(
+      '--foxglove <host:port>',
+      'serve the streams and messages to Foxglove or Lichtblick (Foxglove WebSocket protocol), e.g. 127.0.0.1:8765',
+      viewAddress,
+    )
     .addOption(
       new Option(
         '--ack-wait <duration>',
@@ -76,6 +82,7 @@ async function consumeCommand(
     out?: string;
     fsync?: boolean;
     view?: { host: string; port: number };
+    foxglove?: { host: string; port: number };
     ackWait: number;
     busCa?: string;
     busCert?: string;
@@ -90,11 +97,16 @@ async function consumeCommand(
   const sinks: Sink[] = [];
   let source: JetStreamSource | undefined;
   let viewer: ViewerSink | undefined;
+  let fox: FoxgloveSink | undefined;
   try {
     const from = typeof opts.from === 'string' ? parseStartFrom(opts.from) : opts.from;
     if (opts.view) {
       viewer = await createViewer(opts.view);
       sinks.push(viewer);
+    }
+    if (opts.foxglove) {
+      fox = await createFoxglove(opts.foxglove);
+      sinks.push(fox);
     }
     let once: OnceFolderSink | undefined;
     if (opts.out) {
@@ -114,7 +126,7 @@ async function consumeCommand(
       ...busTls(opts),
       onStatus: (s) => log(s),
     });
-    const printFrames = !opts.out && !opts.view;
+    const printFrames = !opts.out && !opts.view && !opts.foxglove;
     log(
       `consuming ${source.filter} on ${source.url} as group "${source.group}"${opts.out ? `, saving to ${resolve(opts.out)}` : ''}`,
     );
@@ -122,6 +134,11 @@ async function consumeCommand(
       // A viewer shows the newest frame of each stream at once, not after the group's next delivery.
       for (const f of await source.latest()) await viewer.frame(f);
       log(`viewer on ${viewer.url}`);
+    }
+    if (fox) {
+      // Foxglove too starts with the newest frame of each stream.
+      for (const f of await source.latest()) fox.frame(f);
+      log(`foxglove on ${fox.url} (open it in Foxglove or Lichtblick: Open connection, Foxglove WebSocket)`);
     }
     const stats = await source.deliverTo(sinks, {
       signal: io.signal,

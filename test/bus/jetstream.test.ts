@@ -8,8 +8,10 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import foxglove from '@foxglove/ws-protocol';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
+import { WebSocket } from 'ws';
 import { run } from '../../src/cli/run.js';
 import {
   connect,
@@ -26,6 +28,9 @@ import {
 import { capture } from '../helpers/cli.js';
 import { noiseJpeg } from '../helpers/images.js';
 import { HAVE_NATS, NatsServer } from '../helpers/nats.js';
+
+const { FoxgloveClient } = foxglove;
+
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 const skip = HAVE_NATS ? false : 'nats-server is not installed (apt-get install nats-server)';
@@ -463,4 +468,55 @@ test('TLS to the bus with a token: tls://TOKEN@host and the CA; without the CA t
   } finally {
     await secure.close();
   }
+});
+
+test('consume --foxglove: a real Foxglove client sees the bus streams as channels carrying the JPEG bytes', {
+  skip,
+}, async () => {
+  const url = `${nats!.url}?stream=T9&prefix=t9`;
+  const bus = await JetStreamSink.open({ url });
+  const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks: [bus] });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`);
+  const cam = client.stream('dock');
+  const jpegs = await Promise.all([1, 2, 3, 4].map((i) => noiseJpeg(64, 48, i)));
+  await cam.send({ data: jpegs[0]!, contentType: 'image/jpeg' });
+  const io = capture();
+  const ac = new AbortController();
+  const done = run(['consume', url, '--foxglove', '127.0.0.1:0', '--from', 'new', '--group', 'fox'], {
+    ...io,
+    signal: ac.signal,
+  });
+  try {
+    await waitFor(() => /foxglove on ws:\/\/[^\s]+/.test(io.err()), 15_000, 'the foxglove server');
+    const foxUrl = /foxglove on (ws:\/\/[^\s]+)/.exec(io.err())![1]!;
+    const ws = new WebSocket(foxUrl, [FoxgloveClient.SUPPORTED_SUBPROTOCOL]);
+    const fc = new FoxgloveClient({ ws: ws as unknown as foxglove.IWebSocket });
+    const channels = new Map<string, foxglove.Channel>();
+    const got: Buffer[] = [];
+    fc.on('advertise', (list) => {
+      for (const c of list) channels.set(c.topic, c);
+    });
+    fc.on('message', ({ data }) => {
+      const body = JSON.parse(new TextDecoder().decode(data as DataView)) as { data: string };
+      got.push(Buffer.from(body.data, 'base64'));
+    });
+    // The stream's channel is there at once: consume starts from the newest frame on the bus.
+    await waitFor(() => channels.has('/dock'), 10_000, 'the /dock channel');
+    fc.subscribe(channels.get('/dock')!.id);
+    await new Promise((r) => setTimeout(r, 300)); // the subscription reaches the server
+    for (const j of jpegs.slice(1)) await cam.send({ data: j, contentType: 'image/jpeg' });
+    await waitFor(() => got.length >= 3, 15_000, 'three frames over Foxglove');
+    assert.ok(got.at(-1)!.equals(jpegs[3]!), 'the newest frame, byte for byte');
+    for (const g of got)
+      assert.ok(
+        jpegs.some((j) => j.equals(g)),
+        'every image is one of the frames sent',
+      );
+    fc.close();
+  } finally {
+    await client.close();
+    await server.close();
+    ac.abort();
+  }
+  assert.equal(await done, 0, io.err());
 });
