@@ -25,6 +25,7 @@ import {
   parseStartFrom,
   type ReceivedFrame,
 } from '../../src/index.js';
+import { selfSignedCert } from '../helpers/certs.js';
 import { capture } from '../helpers/cli.js';
 import { noiseJpeg } from '../helpers/images.js';
 import { HAVE_NATS, NatsServer } from '../helpers/nats.js';
@@ -417,25 +418,7 @@ test('TLS to the bus with a token: tls://TOKEN@host and the CA; without the CA t
 }, async () => {
   const dir = join(root, 'tls');
   await promisify(execFile)('mkdir', ['-p', dir]);
-  await promisify(execFile)('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    join(dir, 'key.pem'),
-    '-out',
-    join(dir, 'cert.pem'),
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ]);
+  await selfSignedCert(dir); // writes dir/cert.pem and dir/key.pem
   const secure = await NatsServer.start({
     config: `tls { cert_file: "${join(dir, 'cert.pem')}", key_file: "${join(dir, 'key.pem')}" }\nauthorization { token: "t0ken" }\n`,
   });

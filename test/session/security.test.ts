@@ -1,13 +1,10 @@
 /** Tokens, TLS and connection limits, over real sockets on 127.0.0.1. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import net from 'node:net';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { connect, createServer, Decoder, type FramewireError, type Message } from '../../src/index.js';
 import { MessageType } from '../../src/protocol/constants.js';
+import { selfSignedCert } from '../helpers/certs.js';
 import { startCutProxy } from '../helpers/proxy.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -20,27 +17,7 @@ let key: string;
 before(async () => {
   ({ dir, cleanup } = await tempDir());
   // A certificate made at test time for localhost and 127.0.0.1 (openssl from Debian's base system).
-  await promisify(execFile)('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    join(dir, 'key.pem'),
-    '-out',
-    join(dir, 'cert.pem'),
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ]);
-  cert = await readFile(join(dir, 'cert.pem'), 'utf8');
-  key = await readFile(join(dir, 'key.pem'), 'utf8');
+  ({ cert, key } = await selfSignedCert(dir));
 });
 after(async () => cleanup());
 
