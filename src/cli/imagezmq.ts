@@ -6,10 +6,8 @@ import { ImageZmqSender } from '../compat/imagezmq/client.js';
 import { izmqSchemeOf } from '../compat/imagezmq/zmq.js';
 import { FramewireError } from '../errors.js';
 import type { StreamKind } from '../protocol/constants.js';
-import { describeFfmpeg, ffmpegSource, ffmpegStreamName, isFfmpegInput } from '../sources/ffmpeg.js';
-import { folderSource } from '../sources/folder.js';
-import type { Frame } from '../types.js';
-import { defaultStreamName, EXIT, line, reportError } from './common.js';
+import { EXIT, line, reportError } from './common.js';
+import { openInput } from './input.js';
 import { formatSummary, Progress } from './progress.js';
 
 export { izmqSchemeOf };
@@ -54,39 +52,7 @@ export async function izmqSendCommand(
         },
       );
     }
-    const first = inputs[0] ?? '';
-    let frames: AsyncIterable<Frame>;
-    let total: { frames: number; bytes: number } | undefined;
-    let msg: string;
-    let what: string;
-    let kind: StreamKind = opts.kind ?? 'visible';
-    if (inputs.length === 1 && isFfmpegInput(first)) {
-      // ImageZMQ waits for each reply: a live input drops the frames it cannot send in time.
-      const video = ffmpegSource(first, {
-        ...(opts.size === undefined ? {} : { size: opts.size }),
-        ...(opts.fps === undefined ? {} : { fps: opts.fps }),
-        ...(opts.quality === undefined ? {} : { quality: opts.quality }),
-        ...(opts.realtime ? { realtime: true } : {}),
-        loop: !!opts.loop,
-        dropWhenBehind: true,
-        signal: io.signal,
-      });
-      const { ffmpeg, caps } = await video.open();
-      if (!opts.kind && video.kind === 'thermal') kind = 'infrared';
-      frames = video;
-      msg = opts.stream ?? ffmpegStreamName(first);
-      what = `${first} through ${describeFfmpeg(ffmpeg, caps)}`;
-    } else {
-      const opened = await folderSource(inputs, {
-        fps: opts.fps,
-        loop: !!opts.loop,
-        signal: io.signal,
-      }).open();
-      frames = opened;
-      total = opts.loop ? undefined : { frames: opened.files.length, bytes: opened.totalBytes };
-      msg = opts.stream ?? defaultStreamName(inputs);
-      what = `${opened.files.length} files (${(opened.totalBytes / 1e6).toFixed(1)} MB)`;
-    }
+    const { frames, total, name: msg, what, kind } = await openInput(inputs, opts, io.signal);
     if (izmqSchemeOf(opts.to) === 'izmq+pub') log(`waiting for ImageZMQ subscribers on ${opts.to}`);
     sender = await ImageZmqSender.open(opts.to, {
       retryForMs: opts.retryFor * 1000,

@@ -7,10 +7,9 @@ import { LegacyJsonClient, LegacyTcpClient, LegacyUdpClient } from '../compat/cl
 import { legacySchemeOf } from '../compat/common.js';
 import { FramewireError } from '../errors.js';
 import type { StreamKind } from '../protocol/constants.js';
-import { describeFfmpeg, ffmpegSource, ffmpegStreamName, isFfmpegInput } from '../sources/ffmpeg.js';
-import { folderSource } from '../sources/folder.js';
 import type { Frame } from '../types.js';
-import { checkJsonArgument, defaultStreamName, EXIT, line, reportError, sendJsonLines } from './common.js';
+import { checkJsonArgument, EXIT, line, reportError, sendJsonLines } from './common.js';
+import { openInput } from './input.js';
 import { formatSummary, Progress } from './progress.js';
 
 export { legacySchemeOf };
@@ -60,38 +59,10 @@ export async function legacySendCommand(
     // Stopping (Ctrl-C) ends the source; the frame being sent finishes, then the session ends cleanly.
     // Image files, or one video file, camera, URL or test pattern through ffmpeg (like the seed's camera
     // client); the seed protocols wait for each answer, so a live input drops the frames it cannot send.
-    const first = inputs[0] ?? '';
-    let frames: AsyncIterable<Frame>;
-    let total: { frames: number; bytes: number } | undefined;
-    let streamName: string;
-    let what: string;
-    let kind: StreamKind = opts.kind ?? 'visible';
-    if (inputs.length === 1 && isFfmpegInput(first)) {
-      const video = ffmpegSource(first, {
-        ...(opts.size === undefined ? {} : { size: opts.size }),
-        ...(opts.fps === undefined ? {} : { fps: opts.fps }),
-        ...(opts.quality === undefined ? {} : { quality: opts.quality }),
-        ...(opts.realtime ? { realtime: true } : {}),
-        loop: !!opts.loop,
-        dropWhenBehind: true,
-        signal: io.signal,
-      });
-      const { ffmpeg, caps } = await video.open();
-      if (!opts.kind && video.kind === 'thermal') kind = 'infrared';
-      frames = numbered(video);
-      streamName = opts.stream ?? ffmpegStreamName(first);
-      what = `${first} through ${describeFfmpeg(ffmpeg, caps)}`;
-    } else {
-      const opened = await folderSource(inputs, {
-        fps: opts.fps,
-        loop: !!opts.loop,
-        signal: io.signal,
-      }).open();
-      frames = opened;
-      total = opts.loop ? undefined : { frames: opened.files.length, bytes: opened.totalBytes };
-      streamName = opts.stream ?? defaultStreamName(inputs);
-      what = `${opened.files.length} files (${(opened.totalBytes / 1e6).toFixed(1)} MB)`;
-    }
+    const input = await openInput(inputs, opts, io.signal);
+    const { total, what, kind } = input;
+    const streamName = input.name;
+    const frames = numbered(input.frames);
     if (scheme === 'legacy-udp') {
       const c = await LegacyUdpClient.open(opts.to);
       client = c;
