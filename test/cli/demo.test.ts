@@ -1,6 +1,6 @@
 /** `framewire demo`, in-process through run(argv): starts, prints the viewer URL, frames arrive, stops. */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -87,9 +87,15 @@ test('demo: two cameras reach the viewer and the folder, detections arrive, abor
     }
     assert.equal((await fetch(`${url}streams/visible.jpg`)).headers.get('content-type'), 'image/jpeg');
 
-    await waitFor(() => existsSync(join(out, 'messages.jsonl')), 30_000, 'a detection message');
+    // The file appears before its first line is whole: wait for a full line, not for the file.
+    const messages = join(out, 'messages.jsonl');
+    await waitFor(
+      () => existsSync(messages) && readFileSync(messages, 'utf8').includes('\n'),
+      30_000,
+      'a detection message',
+    );
     await waitFor(() => existsSync(join(out, 'thermal', 'latest.jpg')), 30_000, 'latest.jpg');
-    const first = JSON.parse((await readFile(join(out, 'messages.jsonl'), 'utf8')).split('\n')[0]!) as {
+    const first = JSON.parse((await readFile(messages, 'utf8')).split('\n')[0]!) as {
       ref: { stream: string; seq: number };
       json: unknown;
     };
