@@ -9,9 +9,11 @@
 //   BENCH_SECONDS    measured seconds per row (default 4)
 //   BENCH_WARMUP     warm-up seconds per row before measuring (default 1)
 //   BENCH_SIZES      comma-separated frame sizes in bytes (default 31000,123000,425000)
-//   BENCH_ROWS       comma-separated row ids to run: baseline, null, null-nocrc, folder, ws, null-w512, udp, bus
-//                    (default: all but null-w512)
+//   BENCH_ROWS       comma-separated row ids to run: baseline, null, null-nocrc, folder, ws, null-w512, udp, bus,
+//                    izmq, folders (default: all but null-w512); the folder-to-folder rows take BENCH_FOLDER_*
+//                    (bench/folders.mjs)
 //   BENCH_BUS_FRAMES frames per bus row (default 1000; bench/bus.mjs)
+
 //   BENCH_POOL       distinct random payloads per size (default 8)
 //   BENCH_IZMQ_FRAMES frames per ImageZMQ row (bench/izmq.mjs; default 3000; BENCH_ROWS=…,izmq selects them)
 //   BENCH_MAX_FRAMES end a row's measured window after this many frames sent (default: time only)
@@ -107,9 +109,15 @@ for (const size of SIZES) {
     if (wanted ? wanted.has(k.id) : !k.optional) rows.push({ ...k, size });
   }
 }
-if (rows.length === 0 && !wanted?.has('udp') && !wanted?.has('bus') && !wanted?.has('izmq')) {
+if (
+  rows.length === 0 &&
+  !wanted?.has('udp') &&
+  !wanted?.has('bus') &&
+  !wanted?.has('izmq') &&
+  !wanted?.has('folders')
+) {
   console.error(
-    `BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}, udp, bus, izmq`,
+    `BENCH_ROWS selects no row; row ids are ${KINDS.map((k) => k.id).join(', ')}, udp, bus, izmq, folders`,
   );
   process.exit(2);
 }
@@ -141,8 +149,10 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 const ROW_BUDGET_S = WARMUP + SECONDS + QUIET_S + 45;
-// The UDP, bus and ImageZMQ rows (bench/udp.mjs, bus.mjs, izmq.mjs) keep their own per-row deadlines; this adds room for them.
-const RUN_BUDGET_S = rows.length * REPEAT * ROW_BUDGET_S + 1800;
+// The UDP, bus, ImageZMQ and folder-to-folder rows (bench/udp.mjs, bus.mjs, izmq.mjs, folders.mjs) keep
+// their own per-row deadlines; this adds room for them.
+const RUN_BUDGET_S =
+  rows.length * REPEAT * ROW_BUDGET_S + 1800 + (!wanted || wanted.has('folders') ? 1800 : 0);
 const globalTimer = setTimeout(() => {
   console.error(`bench: the whole run exceeded ${RUN_BUDGET_S} s; killing everything`);
   cleanup();
@@ -562,13 +572,18 @@ const izmq =
         tmpParent: TMP_PARENT,
       });
 if (izmq) failures += izmq.failures;
+// Folder-to-folder rows (bench/folders.mjs: rsync daemon, tar | socat, SRT); BENCH_ROWS without "folders"
+// skips them.
+const folders =
+  wanted && !wanted.has('folders') ? undefined : await (await import('./folders.mjs')).runFolderBench();
+if (folders) failures += folders.failures;
 const wsLine = wsLines(results);
-const report = `${header()}\n\n${table(results)}\n${wsLine ? `\n${wsLine}\n` : ''}\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${bus ? `\n${bus.table}\n` : ''}${izmq ? `\n${izmq.table}\n` : ''}`;
+const report = `${header()}\n\n${table(results)}\n${wsLine ? `\n${wsLine}\n` : ''}\n${cpuTable(results)}\n${udp ? `\n${udp.table}\n` : ''}${bus ? `\n${bus.table}\n` : ''}${izmq ? `\n${izmq.table}\n` : ''}${folders ? `\n${folders.table}\n` : ''}`;
 process.stdout.write(report);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(
   join(outDir, 'latest.json'),
-  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results, busRows: bus?.results, izmqRows: izmq?.results }, null, 2)}\n`,
+  `${JSON.stringify({ meta, rows: results, udpRows: udp?.results, busRows: bus?.results, izmqRows: izmq?.results, folderRows: folders?.results }, null, 2)}\n`,
 );
 console.error(`bench: wrote ${join(outDir, 'latest.json')}`);
 clearTimeout(globalTimer);

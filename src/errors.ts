@@ -33,6 +33,7 @@ export const ErrorCode = {
   // names and files
   UNSAFE_NAME: 'ERR_UNSAFE_NAME',
   WRITE_FAILED: 'ERR_WRITE_FAILED',
+  NAME_TAKEN: 'ERR_NAME_TAKEN',
   // network and configuration
   BAD_URL: 'ERR_BAD_URL',
   UNSUPPORTED_SCHEME: 'ERR_UNSUPPORTED_SCHEME',

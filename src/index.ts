@@ -71,7 +71,7 @@ export {
 } from './session/server.js';
 export type { SyncIteratorOptions } from './session/sync.js';
 export { webSocketSenders } from './session/ws-senders.js';
-export { FolderSink, type FolderSinkOptions } from './sinks/folder.js';
+export { FolderSink, type FolderSinkOptions, type IndexEntry, type OnConflict } from './sinks/folder.js';
 export { createFoxglove, type FoxgloveOptions, FoxgloveSink } from './sinks/foxglove.js';
 export { JetStreamSink, type JetStreamSinkOptions, type JetStreamSinkStats } from './sinks/jetstream.js';
 export { FramewireMetrics, type MetricsOptions, type ViewerCounts } from './sinks/metrics.js';

@@ -78,8 +78,8 @@ export interface ReceivedMessage {
 }
 
 /**
- * Where received frames and messages go. The receiver calls `frame()` for the frames of one stream one at a
- * time, in order, and acknowledges a frame to the sender only after every sink's promise resolved; a
+ * Where received frames and messages go. The receiver calls `frame()` for the frames of one stream in order
+ * (one at a time unless the sink says otherwise with `frameConcurrency`), and acknowledges a frame to the sender only after every sink's promise resolved; a
  * rejection leaves it unacknowledged so that the sender sends it again.
  */
 export interface Sink {
@@ -89,6 +89,13 @@ export interface Sink {
    */
   resumePoint?(stream: StreamInfo): Promise<number>;
   frame?(frame: ReceivedFrame): Promise<void> | void;
+  /**
+   * How many frames of one stream the receiver may hand to `frame()` before the earlier ones resolved
+   * (default 1: one at a time). A sink that accepts more must settle its promises in the order of the
+   * frames, and resolve a frame only once every earlier frame of its stream is stored. The receiver uses
+   * the smallest value of all its sinks that have `frame()`.
+   */
+  readonly frameConcurrency?: number;
   message?(message: ReceivedMessage): Promise<void> | void;
   close?(): Promise<void> | void;
 }

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { createServer, FramewireError, type FramewireServer, VERSION, webSocketSenders } from '../index.js';
-import { FolderSink } from '../sinks/folder.js';
+import { DEFAULT_WRITE_CONCURRENCY, FolderSink, type OnConflict } from '../sinks/folder.js';
 import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { JetStreamSink } from '../sinks/jetstream.js';
 import { SyncSink } from '../sinks/sync.js';
@@ -58,6 +58,16 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       "trust the transport's integrity (TCP checksum, TLS) instead of checking each frame's CRC32; senders then skip it too",
     )
     .option('--fsync', 'flush every frame to disk before acknowledging it (slower; survives power loss)')
+    .addOption(
+      new Option('--write-concurrency <n>', 'frames written to --out at once, all streams together')
+        .argParser(parseConcurrency)
+        .default(DEFAULT_WRITE_CONCURRENCY),
+    )
+    .addOption(
+      new Option('--on-conflict <what>', 'a frame whose file name is taken by another frame in --out')
+        .choices(['keep-both', 'refuse', 'overwrite'])
+        .default('keep-both'),
+    )
     .option(
       '--view <host:port>',
       'serve the live viewer page, MJPEG (/streams/NAME.mjpg), /api/streams, /metrics, the camera page /capture and framewire senders at ws://HOST:PORT/ws, e.g. 127.0.0.1:8080',
@@ -112,6 +122,15 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     });
 }
 
+/** Parses --write-concurrency (a usage error unless an integer from 1 to 1024). */
+function parseConcurrency(v: string): number {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n >= 1 && n <= 1024)) {
+    throw new InvalidArgumentError('must be an integer from 1 to 1024');
+  }
+  return n;
+}
+
 /** Parses --view HOST:PORT for commander (a bad value is a usage error). */
 export function viewAddress(v: string): { host: string; port: number } {
   try {
@@ -132,6 +151,8 @@ async function serveCommand(
     maxMetaBytes: number;
     maxMessageBytes: number;
     fsync?: boolean;
+    writeConcurrency: number;
+    onConflict: OnConflict;
     verifyCrc: boolean;
     token?: string;
     cert?: string;
@@ -186,6 +207,8 @@ async function serveCommand(
       sinks.push(
         await FolderSink.open(resolve(opts.out), {
           fsync: !!opts.fsync,
+          writeConcurrency: opts.writeConcurrency,
+          onConflict: opts.onConflict,
           onError: (e) => line(io.stderr, `framewire: ${e.message}`),
           // An ImageZMQ REQ sender waits for each frame to be saved: its latency is the throughput.
           ...((opts.listen ?? []).some((l) => /^izmq:\/\//i.test(l.trim()))
@@ -244,7 +267,9 @@ async function serveCommand(
     );
     server.on('frame', (f) => counts.set(f.stream.name, (counts.get(f.stream.name) ?? 0) + 1));
     server.on('frame-error', (e) =>
-      log(`${e.code === 'ERR_UNSAFE_NAME' ? 'refused' : 'dropped'}: ${e.message}`),
+      log(
+        `${e.code === 'ERR_UNSAFE_NAME' || e.code === 'ERR_NAME_TAKEN' ? 'refused' : 'dropped'}: ${e.message}`,
+      ),
     );
     server.on('warning', (e) => log(`warning: ${e.message}`));
     server.on('message', (m) => {

@@ -10,10 +10,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { crc32 } from 'node:zlib';
 import { FramewireError, toFramewireError } from '../errors.js';
 import { checkFileName, checkStreamName, contentTypeOf } from '../names.js';
 import { STREAM_KINDS, type StreamKind } from '../protocol/constants.js';
+import { crc32 } from '../protocol/crc.js';
 import type { ConnectionInfo, FramewireServer } from '../session/server.js';
 import { wallUs } from '../time.js';
 import { listenServer } from '../transports/tcp.js';

@@ -8,9 +8,9 @@
  * receive buffer asked of the OS; default 8 MiB), `?kind=infrared` (the kind of this port's streams).
  */
 import type dgram from 'node:dgram';
-import { crc32 } from 'node:zlib';
 import { FramewireError, toFramewireError } from '../errors.js';
 import { STREAM_KINDS, type StreamKind } from '../protocol/constants.js';
+import { crc32 } from '../protocol/crc.js';
 import type { FramewireServer } from '../session/server.js';
 import { monoMs, wallUs } from '../time.js';
 import type { ReceivedFrame, StreamInfo } from '../types.js';

@@ -4,7 +4,6 @@
  * when a header, head or payload straddles chunks. Lengths are checked against the limits before anything
  * is allocated, so memory stays bounded by the limits whatever a peer announces.
  */
-import { crc32 } from 'node:zlib';
 import { type ErrorCode, FramewireError } from '../errors.js';
 import {
   ACK_HEAD,
@@ -25,6 +24,7 @@ import {
   PIXEL_FORMATS,
   PROTOCOL_VERSION,
 } from './constants.js';
+import { crc32 } from './crc.js';
 import { type Message, readU64 } from './messages.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;

@@ -1,3 +1,4 @@
 export * from './constants.js';
+export * from './crc.js';
 export * from './decoder.js';
 export * from './messages.js';

@@ -2,7 +2,6 @@
  * Message shapes of protocol v1 and their encoders. Encoders return the header (and head) in one small
  * Buffer and leave payloads as they are, so a transport can write `[header, payload]` without copying.
  */
-import { crc32 } from 'node:zlib';
 import { FramewireError } from '../errors.js';
 import {
   ACK_HEAD,
@@ -27,6 +26,7 @@ import {
   type StreamKind,
   type StreamMode,
 } from './constants.js';
+import { crc32 } from './crc.js';
 
 /** A stream as a sender declares it in HELLO and OPEN. */
 export interface StreamDecl {

@@ -22,7 +22,14 @@ import type { ReceivedFrame, ReceivedMessage } from '../types.js';
 import { type ClockSync, correctCapture } from './clock.js';
 import type { ReceiverHost } from './host.js';
 import { mayResume, mustPause } from './limits.js';
-import type { RecordOwner, RxStream } from './records.js';
+import type { QueueItem, RecordOwner, RxStream } from './records.js';
+
+/** A frame handed to the sinks (or refused before), whose outcome pump() has not taken yet. */
+interface Started {
+  f: WireFrame;
+  refused: FramewireError | undefined;
+  stored: Promise<void> | undefined;
+}
 
 /** The data path of a ReceiverSession (receiver.ts), which owns the connection's life. */
 export abstract class SessionDelivery implements RecordOwner {
@@ -153,54 +160,46 @@ export abstract class SessionDelivery implements RecordOwner {
     s.record.idle = new Promise<void>((resolve) => {
       s.idleResolve = resolve;
     });
+    // Up to `depth` frames of this stream are handed to the sinks before the first of them is stored (the
+    // folder sink writes several at once); their outcomes are taken in order, so acks stay in order. Live
+    // streams keep one at a time: what waits stays in the queue, where a newer frame can replace it.
+    const depth = s.info.mode === 'live' ? 1 : this.server.frameDepth;
+    const started: Started[] = [];
+    // A session that lost the stream to a newer one stops starting frames, and settles those under way.
+    const stopping = () => this.finished && s.record.owner !== this;
     try {
       for (;;) {
-        const item = s.queue.shift();
-        if (!item) break;
-        const f = item.frame;
-        this.addPending(-f.payload.length);
-        this.tryResume();
-        let refused = item.refused;
-        if (!refused) {
-          const rf: ReceivedFrame = {
-            stream: s.info,
-            seq: f.seq,
-            captureUs: f.captureUs,
-            receivedUs: wallUs(),
-            contentType: f.contentType,
-            pixelFormat: f.pixelFormat,
-            width: f.width,
-            height: f.height,
-            name: f.name,
-            meta: f.meta,
-            data: f.payload,
-            crc: f.crc,
-            ...correctCapture(f.captureUs, this.clock?.estimate(), this.server.options.trustClocks),
-          };
+        while (!stopping() && started.length < depth && s.queue.length > 0) {
+          started.push(this.startFrame(s, s.queue.shift()!));
+        }
+        const head = started.shift();
+        if (!head) break;
+        const { f } = head;
+        let refused = head.refused;
+        if (head.stored) {
           try {
-            const stored = this.server.deliverFrameFast(rf);
-            if (stored) await stored;
+            await head.stored;
           } catch (err) {
             const e = toFramewireError(err, 'ERR_WRITE_FAILED', `storing frame ${f.seq} of "${s.info.name}"`);
-            if (e.code !== 'ERR_UNSAFE_NAME') {
+            if (e.code !== 'ERR_UNSAFE_NAME' && e.code !== 'ERR_NAME_TAKEN') {
               // Not stored: leave it unacknowledged, tell the sender, and let it resend after reconnecting.
+              // The frames started after it are not acknowledged either; wait for them before going idle.
               s.next = f.seq;
               s.queue.length = 0;
               this.fatal(e);
+              await Promise.allSettled(started.map((x) => x.stored));
               return;
             }
             refused = e;
           }
-          if (!refused) s.record.durableNext = f.seq + 1;
         }
+        s.record.durableNext = f.seq + 1;
         if (refused) {
-          s.record.durableNext = f.seq + 1;
           this.sendError(refused.code, refused.message, { stream: s.id, seq: f.seq });
           this.server.emit('frame-error', refused);
         }
         s.acked = f.seq;
         this.scheduleAck();
-        if (this.finished && s.record.owner !== this) break;
       }
     } finally {
       s.busy = false;
@@ -208,6 +207,38 @@ export abstract class SessionDelivery implements RecordOwner {
       s.idleResolve = undefined;
       this.maybeFinishBye();
     }
+  }
+
+  /** Hands one queued frame to the sinks; `stored` is undefined when they stored it at once. */
+  private startFrame(s: RxStream, item: QueueItem): Started {
+    const f = item.frame;
+    this.addPending(-f.payload.length);
+    this.tryResume();
+    if (item.refused) return { f, refused: item.refused, stored: undefined };
+    const rf: ReceivedFrame = {
+      stream: s.info,
+      seq: f.seq,
+      captureUs: f.captureUs,
+      receivedUs: wallUs(),
+      contentType: f.contentType,
+      pixelFormat: f.pixelFormat,
+      width: f.width,
+      height: f.height,
+      name: f.name,
+      meta: f.meta,
+      data: f.payload,
+      crc: f.crc,
+      ...correctCapture(f.captureUs, this.clock?.estimate(), this.server.options.trustClocks),
+    };
+    let stored: Promise<void> | undefined;
+    try {
+      stored = this.server.deliverFrameFast(rf);
+    } catch (err) {
+      stored = Promise.reject(err);
+    }
+    // Awaited in order by pump(); this keeps a rejection from counting as unhandled meanwhile.
+    stored?.catch(() => {});
+    return { f, refused: undefined, stored };
   }
 
   protected scheduleAck(): void {

@@ -32,6 +32,8 @@ export interface ReceiverHost extends ReceiverInfo {
   readonly options: ServerSettings;
   /** Bytes received and not yet stored, all connections together. */
   readonly pendingTotal: number;
+  /** Frames of one reliable stream handed to the sinks before the first of them is stored (Sink.frameConcurrency). */
+  readonly frameDepth: number;
   emit: EventEmitter<ServerEvents>['emit'];
   /** Reports a problem that does not stop the server ('warning'). */
   warn(err: FramewireError): void;

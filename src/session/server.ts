@@ -107,6 +107,8 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
     tls: TlsServerOptions | undefined;
   };
   readonly sinks: Sink[];
+  /** @internal Frames of one stream handed to the sinks at once: the smallest frameConcurrency (max 1024). */
+  readonly frameDepth: number;
   private readonly endpoints: string[];
   private readonly extraEndpoints: Readonly<Record<string, EndpointStarter>>;
   private bound: Listener[] = [];
@@ -123,6 +125,10 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
     if (this.endpoints.length === 0)
       throw new FramewireError('ERR_BAD_OPTION', 'listen needs at least one endpoint');
     this.sinks = options.sinks ?? [];
+    this.frameDepth = Math.max(
+      1,
+      Math.min(...this.sinks.filter((k) => k.frame).map((k) => k.frameConcurrency ?? 1), 1024),
+    );
     this.extraEndpoints = options.endpoints ?? {};
     this.options = {
       limits: { ...DEFAULT_LIMITS, ...options.limits },

@@ -4,10 +4,10 @@
  * or a resume point does to what is in flight. The connection itself is reconnect.ts's.
  */
 import { EventEmitter } from 'node:events';
-import { crc32 } from 'node:zlib';
 import { FramewireError } from '../errors.js';
 import { contentTypeOf } from '../names.js';
 import { type ContentType, DEFAULT_LIMITS, Flags, HEADER_BYTES } from '../protocol/constants.js';
+import { crc32 } from '../protocol/crc.js';
 import {
   type ErrorBody,
   encodeFrame,

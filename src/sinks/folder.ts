@@ -3,28 +3,41 @@
  * `OUT/<stream>/index.jsonl` describing the saved frames, and `OUT/messages.jsonl` for JSON messages.
  *
  * The index is the sink's memory: a receiver restarted mid-stream reads it to tell the sender where to
- * resume, so a line is appended only once its file is in place under its final name.
+ * resume, so a line is appended only once its file is in place under its final name. The writing pipeline
+ * of one stream folder is in folder/stream.ts, file naming in folder/naming.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants as fsConstants, openSync, renameSync, writeSync } from 'node:fs';
-import {
-  copyFile,
-  type FileHandle,
-  link,
-  lstat,
-  mkdir,
-  open,
-  readdir,
-  realpath,
-  rename,
-  unlink,
-} from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, type FileHandle, link, lstat, mkdir, open, realpath, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../errors.js';
 import { checkFileName, checkStreamName, TEMP_PREFIX } from '../names.js';
-import type { ContentType, PixelFormat } from '../protocol/constants.js';
 import { monoMs } from '../time.js';
 import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../types.js';
+import {
+  errnoOf,
+  forEachLine,
+  NOFOLLOW,
+  refused,
+  removeQuietly,
+  removeStaleTemps,
+  Slots,
+  writeFailed,
+} from './folder/fs.js';
+import { LineLog } from './folder/log.js';
+import { firstName, ON_CONFLICT, type OnConflict } from './folder/naming.js';
+import { type StreamFiles, StreamWriter, type WriterContext } from './folder/stream.js';
+
+export type { OnConflict } from './folder/naming.js';
+export type { IndexEntry } from './folder/stream.js';
+
+/**
+ * The name an unrefused frame is first saved under: its own name, or `<epoch>-<seq, 9 digits>.<ext>` for an
+ * unnamed frame. Under `--on-conflict keep-both` a frame whose name is taken gets another (folder/naming.ts).
+ */
+export function fileNameOf(f: ReceivedFrame): string {
+  return firstName(f);
+}
 
 /** Options of {@link FolderSink}. */
 export interface FolderSinkOptions {
@@ -46,44 +59,39 @@ export interface FolderSinkOptions {
    */
   latest?: boolean;
   /**
-   * Write frames up to this many bytes with synchronous calls (open, write, close, rename on the event
-   * loop) instead of four trips through libuv's thread pool. It blocks the process for the write (tens of
-   * microseconds for a 123 KB JPEG in the page cache), but cuts the latency of each frame, which is what
-   * bounds a lockstep protocol with one frame in flight (ImageZMQ's REQ/REP: `serve --listen izmq://` turns
-   * it on with 4 MiB). Ignored with `fsync`. Default 0 (off).
+   * Frames written at once, all streams together (each is written to a temporary file and linked under its
+   * final name; index lines and acknowledgements still follow the sequence order). Default 16.
+   */
+  writeConcurrency?: number;
+  /**
+   * A frame whose file name is already taken in its stream folder (by a frame of another run, or a file
+   * that is not the same frame): 'keep-both' (default) saves it as `NAME~EPOCH.EXT` (then `NAME~EPOCH-2.EXT`,
+   * …), 'refuse' answers ERR_NAME_TAKEN to the sender, 'overwrite' replaces the file (its older index line
+   * then describes bytes that are gone).
+   */
+  onConflict?: OnConflict;
+  /**
+   * A stream that received no frame for this long has its open files closed and its state dropped (they are
+   * opened again by its next frame), so that many short-lived streams do not pile up file descriptors and
+   * memory. Milliseconds; default 60000.
+   */
+  idleCloseMs?: number;
+  /**
+   * Write frames up to this many bytes with synchronous calls (open, write, close, link on the event loop)
+   * instead of trips through libuv's thread pool. It blocks the process for the write (tens of microseconds
+   * for a 123 KB JPEG in the page cache), but cuts the latency of each frame, which is what bounds a lockstep
+   * protocol with one frame in flight (ImageZMQ's REQ/REP: `serve --listen izmq://` turns it on with 4 MiB).
+   * Ignored with `fsync`. Default 0 (off).
    */
   syncWriteMaxBytes?: number;
 }
 
-/** One line of `OUT/<stream>/index.jsonl`. */
-export interface IndexEntry {
-  seq: number;
-  /** The file's name inside the stream folder. */
-  name: string;
-  bytes: number;
-  captureUs: number;
-  receivedUs: number;
-  contentType: ContentType;
-  epoch: string;
-  /** "host:port" of the sender. */
-  sender: string;
-  crc: number;
-  /** Present when known (not 0). */
-  width?: number;
-  height?: number;
-  /** Present for frames that carry one (raw frames), absent for 'none'. */
-  pixelFormat?: PixelFormat;
-  /** Present when the frame carried metadata. */
-  meta?: unknown;
-  /** The capture time on the receiver's clock, and the clock offset and error used (docs/sync.md). */
-  correctedUs?: number;
-  clockOffsetUs?: number;
-  clockErrorUs?: number;
-}
-
+export const DEFAULT_WRITE_CONCURRENCY = 16;
+const DEFAULT_IDLE_CLOSE_MS = 60_000;
 const INDEX_FILE = 'index.jsonl';
 const LATEST_FILE = 'latest.jpg';
 const LATEST_INTERVAL_MS = 100;
+const MESSAGES_FILE = 'messages.jsonl';
 
 interface LatestState {
   last: number;
@@ -91,201 +99,31 @@ interface LatestState {
   timer: NodeJS.Timeout | undefined;
   running: Promise<void> | undefined;
 }
-const MESSAGES_FILE = 'messages.jsonl';
 
-const EXTENSIONS: Record<ContentType, string> = {
-  'image/jpeg': '.jpg',
-  'image/png': '.png',
-  raw: '.raw',
-  'application/octet-stream': '.bin',
-};
-
-// O_NOFOLLOW makes the open itself refuse a symlink, so there is no window between a check and the open.
-// Windows has no such flag (and symlinks there need privileges), hence the fallback to 0.
-const NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
-// Read and write: the tail of an existing log is read once to repair a torn last line.
-const LOG_FLAGS = fsConstants.O_RDWR | fsConstants.O_APPEND | fsConstants.O_CREAT | NOFOLLOW;
-const READ_FLAGS = fsConstants.O_RDONLY | NOFOLLOW;
-
-const NEWLINE = 0x0a;
-
-function errnoOf(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return typeof code === 'string' ? code : 'EUNKNOWN';
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function writeFailed(
-  context: string,
-  err: unknown,
-  details: { stream?: string; seq?: number } = {},
-): FramewireError {
-  if (err instanceof FramewireError) return err;
-  // Node's own messages already start with the errno code and name the syscall and paths.
-  const code = errnoOf(err);
-  const msg = describe(err);
-  return new FramewireError(
-    ErrorCode.WRITE_FAILED,
-    `${context}: ${msg.startsWith(code) ? msg : `${code}: ${msg}`}`,
-    {
-      ...details,
-      cause: err,
-      hint: 'check that the output folder exists, is writable and has free space',
-    },
-  );
-}
-
-function refused(path: string, why: string, stream?: string): FramewireError {
-  return new FramewireError(ErrorCode.UNSAFE_NAME, `${path} is refused: ${why}`, {
-    ...(stream === undefined ? {} : { stream }),
-    hint: 'remove the link; the folder sink writes only inside its output folder',
-  });
+function checkOptions(o: FolderSinkOptions): void {
+  const bad = (what: string, v: unknown) =>
+    new FramewireError(ErrorCode.BAD_OPTION, `folder sink: ${what}, got ${JSON.stringify(v)}`);
+  const c = o.writeConcurrency;
+  if (c !== undefined && !(Number.isInteger(c) && c >= 1 && c <= 1024)) {
+    throw bad('writeConcurrency must be an integer from 1 to 1024', c);
+  }
+  if (o.onConflict !== undefined && !ON_CONFLICT.includes(o.onConflict)) {
+    throw bad(`onConflict must be one of ${ON_CONFLICT.join(', ')}`, o.onConflict);
+  }
+  const idle = o.idleCloseMs;
+  if (idle !== undefined && !(typeof idle === 'number' && idle > 0 && Number.isFinite(idle))) {
+    throw bad('idleCloseMs must be a number > 0', idle);
+  }
 }
 
 /**
- * An append-only JSON-lines file whose lines never interleave or glue together: appends are queued, and the
- * tail is checked for a missing newline (left by a crash or a failed write) before the next line goes out.
- */
-class LineLog {
-  readonly path: string;
-  readonly #fh: FileHandle;
-  readonly #sync: boolean;
-  #tail: Promise<unknown> = Promise.resolve();
-  #queued = 0;
-  #checkTail = true;
-
-  private constructor(path: string, fh: FileHandle, sync: boolean) {
-    this.path = path;
-    this.#fh = fh;
-    this.#sync = sync;
-  }
-
-  static async open(path: string, sync: boolean): Promise<LineLog> {
-    const fh = await open(path, LOG_FLAGS, 0o644);
-    try {
-      // A FIFO or device under the log's name would block or misbehave.
-      if (!(await fh.stat()).isFile()) {
-        throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EINVAL' });
-      }
-    } catch (err) {
-      await fh.close().catch(() => {});
-      throw err;
-    }
-    return new LineLog(path, fh, sync);
-  }
-
-  /** Appends `line` (without its newline). Concurrent calls are written one after the other. */
-  append(line: string): Promise<void> {
-    this.#queued++;
-    const run = this.#tail.then(() => this.#write(line)).finally(() => this.#queued--);
-    this.#tail = run.catch(() => {});
-    return run;
-  }
-
-  /**
-   * The same, written at once with a synchronous call when nothing is queued before it and the end of the
-   * file is known to be a line end (the `syncWriteMaxBytes` path); otherwise like append().
-   */
-  appendNow(line: string): Promise<void> | undefined {
-    if (this.#queued > 0 || this.#checkTail || this.#sync) return this.append(line);
-    const buf = Buffer.from(`${line}\n`, 'utf8');
-    try {
-      for (let off = 0; off < buf.length; ) off += writeSync(this.#fh.fd, buf, off, buf.length - off, null);
-    } catch (err) {
-      this.#checkTail = true;
-      return Promise.reject(err);
-    }
-    return undefined;
-  }
-
-  async #write(line: string): Promise<void> {
-    let prefix = '';
-    if (this.#checkTail) {
-      const { size } = await this.#fh.stat();
-      if (size > 0) {
-        const last = Buffer.alloc(1);
-        await this.#fh.read(last, 0, 1, size - 1);
-        if (last[0] !== NEWLINE) prefix = '\n';
-      }
-      this.#checkTail = false;
-    }
-    const buf = Buffer.from(`${prefix}${line}\n`, 'utf8');
-    try {
-      let off = 0;
-      while (off < buf.length) {
-        const { bytesWritten } = await this.#fh.write(buf, off, buf.length - off, null);
-        off += bytesWritten;
-      }
-      if (this.#sync) await this.#fh.datasync();
-    } catch (err) {
-      // Part of the line may be on disk; the next append must start on a fresh line.
-      this.#checkTail = true;
-      throw err;
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.#tail;
-    await this.#fh.close();
-  }
-}
-
-/** A stream folder that passed the symlink check, with its open index. */
-interface StreamDir {
-  dir: string;
-  index: LineLog;
-  /** The folder itself, kept open to flush renames when fsync is on (undefined where unsupported). */
-  dirHandle: FileHandle | undefined;
-}
-
-/** The synchronous form of the frame write: 'wx' (O_EXCL) temporary file, all of it written, then rename. */
-function writeSyncAndRename(tmp: string, target: string, data: Buffer): void {
-  const fd = openSync(tmp, 'wx', 0o644);
-  try {
-    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, target);
-}
-
-/** The name a frame is saved under. */
-export function fileNameOf(f: ReceivedFrame): string {
-  if (f.name !== '') return f.name;
-  return String(f.seq).padStart(9, '0') + (EXTENSIONS[f.contentType] ?? '.bin');
-}
-
-function indexLine(f: ReceivedFrame, name: string): string {
-  const e: IndexEntry = {
-    seq: f.seq,
-    name,
-    bytes: f.data.length,
-    captureUs: f.captureUs,
-    receivedUs: f.receivedUs,
-    contentType: f.contentType,
-    epoch: f.stream.epoch,
-    sender: f.stream.sender,
-    crc: f.crc,
-  };
-  if (f.width !== 0) e.width = f.width;
-  if (f.height !== 0) e.height = f.height;
-  // A raw file cannot be decoded without its pixel layout.
-  if (f.pixelFormat !== 'none') e.pixelFormat = f.pixelFormat;
-  if (f.meta !== undefined) e.meta = f.meta;
-  if (f.correctedUs !== undefined) e.correctedUs = f.correctedUs;
-  if (f.clockOffsetUs !== undefined) e.clockOffsetUs = f.clockOffsetUs;
-  if (f.clockErrorUs !== undefined) e.clockErrorUs = f.clockErrorUs;
-  return JSON.stringify(e);
-}
-
-/**
- * Saves frames to `OUT/<stream>/<name>` (atomically: temporary file, then rename) and messages to
- * `OUT/messages.jsonl`. Names are checked again here, and symlinks inside OUT cannot redirect a write
- * outside it. Every filesystem failure rejects with `ERR_WRITE_FAILED`, so the receiver leaves the frame
- * unacknowledged and the sender sends it again.
+ * Saves frames to `OUT/<stream>/<name>` and messages to `OUT/messages.jsonl`. A file appears under its final
+ * name only whole (temporary file, then a link), and never replaces a saved one. Names are checked again
+ * here, and symlinks inside OUT cannot redirect a write outside it. Every filesystem failure rejects with
+ * `ERR_WRITE_FAILED`, so the receiver leaves the frame unacknowledged and the sender sends it again.
+ *
+ * Several frames (of one stream too) are written at once, up to `writeConcurrency`; a frame's promise
+ * resolves only once it and every earlier frame of its stream are in place and in the index, in order.
  *
  * Use {@link FolderSink.open}, or the constructor followed by {@link FolderSink.init} (which the other
  * methods also call on first use).
@@ -293,32 +131,53 @@ function indexLine(f: ReceivedFrame, name: string): string {
 export class FolderSink implements Sink {
   /** The output folder as given. */
   readonly outDir: string;
+  /** Frames of one stream the receiver may hand in before earlier ones resolved: `writeConcurrency`. */
+  readonly frameConcurrency: number;
   readonly #fsync: boolean;
-  readonly #syncWriteMax: number;
   readonly #onError: ((err: FramewireError) => void) | undefined;
   readonly #latest: boolean;
+  readonly #idleCloseMs: number;
   readonly #latestState = new Map<string, LatestState>();
   // Unique per sink, so that two sinks (or processes) writing the same folder never pick the same temp name.
   // The pid in the name lets a later sink tell a crashed writer's leftovers from a live writer's files.
   readonly #tmpTag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   #tmpCounter = 0;
+  readonly #ctx: WriterContext;
 
   #init: Promise<string> | undefined;
-  /** Per stream name; memoised so that concurrent first frames share one mkdir and one index handle. */
-  readonly #streams = new Map<string, Promise<StreamDir>>();
+  /** Per stream name; made on the first frame, so that concurrent first frames share one open. */
+  readonly #streams = new Map<string, StreamWriter>();
   #messages: Promise<LineLog> | undefined;
   /** Next sequence number per stream name and epoch: what was read from the index plus what was written. */
   readonly #next = new Map<string, Map<string, number>>();
-  readonly #loads = new Map<string, Promise<void>>();
+  readonly #loads = new Map<string, { p: Promise<void>; at: number }>();
   readonly #inFlight = new Set<Promise<unknown>>();
+  #sweeper: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(outDir: string, options: FolderSinkOptions = {}) {
+    checkOptions(options);
     this.outDir = outDir;
     this.#fsync = options.fsync ?? false;
-    this.#syncWriteMax = this.#fsync ? 0 : (options.syncWriteMaxBytes ?? 0);
     this.#onError = options.onError;
     this.#latest = options.latest ?? true;
+    this.#idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
+    this.frameConcurrency = options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY;
+    this.#ctx = {
+      fsync: this.#fsync,
+      syncWriteMax: this.#fsync ? 0 : (options.syncWriteMaxBytes ?? 0),
+      onConflict: options.onConflict ?? 'keep-both',
+      slots: new Slots(this.frameConcurrency),
+      tmpName: () => `${TEMP_PREFIX}${this.#tmpTag}-${(++this.#tmpCounter).toString(36)}`,
+      track: (p) => void this.#track(p),
+      onError: (err) => this.#onError?.(err),
+      recorded: (f, _name, path) => {
+        this.#noteWritten(f.stream.name, f.stream.epoch, f.seq);
+        if (this.#latest && f.contentType === 'image/jpeg') {
+          this.#scheduleLatest(join(path, '..'), path, f.stream.name, f.seq);
+        }
+      },
+    };
   }
 
   /** Creates the sink and its output folder. */
@@ -352,51 +211,70 @@ export class FolderSink implements Sink {
     return this.#init;
   }
 
-  /** Saves one frame and appends its index line. Rejects with ERR_UNSAFE_NAME or ERR_WRITE_FAILED. */
+  /**
+   * Saves one frame and appends its index line. Resolves once the frame and every earlier frame of its
+   * stream are recorded. Rejects with ERR_UNSAFE_NAME, ERR_NAME_TAKEN (`onConflict: 'refuse'`) or
+   * ERR_WRITE_FAILED.
+   */
   frame(f: ReceivedFrame): Promise<void> {
-    return this.#track(this.#frame(f));
+    let writer: StreamWriter;
+    try {
+      const stream = f.stream.name;
+      const known = this.#streams.get(stream);
+      // The stream's checks run once, when its writer is made; the file name's on every frame. Both come
+      // before anything touches the disk, so a refused frame leaves no trace.
+      if (known === undefined || this.#closing) this.#checkStream(stream);
+      if (f.name !== '') checkFileName(f.name, stream, f.seq);
+      writer = known ?? this.#writer(stream);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#track(writer.write(f));
   }
 
-  async #frame(f: ReceivedFrame): Promise<void> {
-    const stream = f.stream.name;
-    const name = fileNameOf(f);
-    // Both checks come before anything touches the disk, so a refused frame leaves no trace.
-    this.#checkStream(stream);
-    checkFileName(name, stream, f.seq);
-    const sd = await this.#stream(stream);
-    const target = join(sd.dir, name);
-    const tmp = join(sd.dir, `${TEMP_PREFIX}${this.#tmpTag}-${(++this.#tmpCounter).toString(36)}`);
-    const where = { stream, seq: f.seq };
+  #writer(name: string): StreamWriter {
+    const files = this.#openStream(name);
+    const w = new StreamWriter(name, files, this.#ctx);
+    this.#streams.set(name, w);
+    // A refusal or a transient failure is checked afresh on the next frame rather than remembered.
+    files.catch(() => {
+      if (this.#streams.get(name) === w) this.#streams.delete(name);
+    });
+    this.#startSweeper();
+    return w;
+  }
 
-    let fh: FileHandle | undefined;
-    try {
-      if (f.data.length <= this.#syncWriteMax) {
-        writeSyncAndRename(tmp, target, f.data);
-      } else {
-        // 'wx' (O_EXCL) never follows or reuses an existing entry.
-        fh = await open(tmp, 'wx', 0o644);
-        await fh.writeFile(f.data);
-        if (this.#fsync) await fh.sync();
-        await fh.close();
-        fh = undefined;
-        // rename() replaces a symlink at the target rather than writing through it.
-        await rename(tmp, target);
+  #startSweeper(): void {
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(10, this.#idleCloseMs / 2)).unref();
+  }
+
+  /** Closes the files of streams idle for idleCloseMs and forgets them (their next frame opens them again). */
+  #sweep(): void {
+    if (this.#closing) return;
+    const now = monoMs();
+    for (const [name, w] of this.#streams) {
+      if (w.busy || now - w.lastUse < this.#idleCloseMs) continue;
+      const latest = this.#latestState.get(name);
+      if (latest && (latest.timer || latest.running || latest.next)) continue;
+      this.#streams.delete(name);
+      this.#latestState.delete(name);
+      this.#next.delete(name);
+      this.#loads.delete(name);
+      this.#track(
+        w.close().catch((err) => this.#onError?.(writeFailed(`cannot close files of stream "${name}"`, err))),
+      );
+    }
+    // Resume points read for streams that sent nothing since.
+    for (const [name, load] of this.#loads) {
+      if (!this.#streams.has(name) && now - load.at >= this.#idleCloseMs) {
+        this.#loads.delete(name);
+        this.#next.delete(name);
       }
-    } catch (err) {
-      if (fh) await fh.close().catch(() => {});
-      await this.#removeTemp(tmp, stream, f.seq);
-      throw writeFailed(`cannot save frame ${f.seq} of stream "${stream}" as ${target}`, err, where);
     }
-    try {
-      if (sd.dirHandle) await sd.dirHandle.sync();
-      const line = indexLine(f, name);
-      await (f.data.length <= this.#syncWriteMax ? sd.index.appendNow(line) : sd.index.append(line));
-    } catch (err) {
-      // The file is in place but unrecorded; the retransmission will replace it and record it.
-      throw writeFailed(`cannot record frame ${f.seq} of stream "${stream}" in ${sd.index.path}`, err, where);
+    if (this.#streams.size === 0 && this.#loads.size === 0 && this.#sweeper) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
     }
-    this.#noteWritten(stream, f.stream.epoch, f.seq);
-    if (this.#latest && f.contentType === 'image/jpeg') this.#scheduleLatest(sd.dir, target, stream, f.seq);
   }
 
   /**
@@ -437,7 +315,7 @@ export class FolderSink implements Sink {
 
   /** Points `latest.jpg` at the frame just saved: link (or copy) to a temporary name, then rename. */
   async #updateLatest(dir: string, saved: string, stream: string, seq: number): Promise<void> {
-    const tmp = join(dir, `${TEMP_PREFIX}${this.#tmpTag}-${(++this.#tmpCounter).toString(36)}`);
+    const tmp = join(dir, this.#ctx.tmpName());
     const latest = join(dir, LATEST_FILE);
     try {
       try {
@@ -448,7 +326,7 @@ export class FolderSink implements Sink {
       }
       await rename(tmp, latest);
     } catch (err) {
-      await this.#removeTemp(tmp, stream, seq);
+      await removeQuietly(tmp, () => {});
       this.#onError?.(writeFailed(`cannot update ${latest}`, err, { stream, seq }));
     }
   }
@@ -466,13 +344,16 @@ export class FolderSink implements Sink {
     let load = this.#loads.get(stream.name);
     if (!load) {
       const p = this.#loadIndex(stream.name);
+      const entry = { p, at: monoMs() };
       p.catch(() => {
-        if (this.#loads.get(stream.name) === p) this.#loads.delete(stream.name);
+        if (this.#loads.get(stream.name) === entry) this.#loads.delete(stream.name);
       });
-      this.#loads.set(stream.name, p);
-      load = p;
+      this.#loads.set(stream.name, entry);
+      this.#startSweeper();
+      load = entry;
     }
-    await load;
+    load.at = monoMs();
+    await load.p;
     return this.#next.get(stream.name)?.get(stream.epoch) ?? 0;
   }
 
@@ -499,6 +380,11 @@ export class FolderSink implements Sink {
     }
   }
 
+  /** Stream folders with open files now (streams idle for `idleCloseMs` are closed). */
+  get openStreams(): number {
+    return this.#streams.size;
+  }
+
   /**
    * Waits for writes under way, then closes every file. Later calls return the same promise; frames and
    * messages arriving after it reject with ERR_CLOSED.
@@ -509,6 +395,10 @@ export class FolderSink implements Sink {
   }
 
   async #close(): Promise<void> {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    // Frames under way first: their index lines bring latest.jpg's next target.
+    await Promise.allSettled([...this.#inFlight]);
     // Bring latest.jpg up to the last frame before closing.
     for (const [stream, st] of this.#latestState) {
       if (st.timer) clearTimeout(st.timer);
@@ -518,12 +408,7 @@ export class FolderSink implements Sink {
     }
     await Promise.allSettled([...this.#inFlight]);
     const files: { path: string; close(): Promise<void> }[] = [];
-    for (const r of await Promise.allSettled([...this.#streams.values()])) {
-      if (r.status !== 'fulfilled') continue;
-      const { index, dirHandle, dir } = r.value;
-      files.push(index);
-      if (dirHandle) files.push({ path: dir, close: () => dirHandle.close() });
-    }
+    for (const w of this.#streams.values()) files.push({ path: w.stream, close: () => w.close() });
     const messages = await this.#messages?.catch(() => undefined);
     if (messages) files.push(messages);
     const errors: FramewireError[] = [];
@@ -563,21 +448,7 @@ export class FolderSink implements Sink {
     }
   }
 
-  #stream(name: string): Promise<StreamDir> {
-    let p = this.#streams.get(name);
-    if (!p) {
-      const created = this.#openStream(name);
-      // A refusal or a transient failure is checked afresh on the next frame rather than remembered.
-      created.catch(() => {
-        if (this.#streams.get(name) === created) this.#streams.delete(name);
-      });
-      this.#streams.set(name, created);
-      p = created;
-    }
-    return p;
-  }
-
-  async #openStream(name: string): Promise<StreamDir> {
+  async #openStream(name: string): Promise<StreamFiles> {
     const root = await this.init();
     const dir = join(root, name);
     try {
@@ -607,7 +478,7 @@ export class FolderSink implements Sink {
     }
     let dirHandle: FileHandle | undefined;
     if (this.#fsync) {
-      // Flushing the folder makes the rename durable; platforms that cannot open folders skip it.
+      // Flushing the folder makes the new names durable; platforms that cannot open folders skip it.
       dirHandle = await open(dir, fsConstants.O_RDONLY | NOFOLLOW).catch(() => undefined);
     }
     return { dir, index, dirHandle };
@@ -635,16 +506,6 @@ export class FolderSink implements Sink {
     return this.#messages;
   }
 
-  async #removeTemp(tmp: string, stream: string, seq: number): Promise<void> {
-    try {
-      await unlink(tmp);
-    } catch (err) {
-      if (errnoOf(err) !== 'ENOENT') {
-        this.#onError?.(writeFailed(`cannot remove temporary file ${tmp}`, err, { stream, seq }));
-      }
-    }
-  }
-
   #noteWritten(stream: string, epoch: string, seq: number): void {
     let byEpoch = this.#next.get(stream);
     if (!byEpoch) {
@@ -655,44 +516,25 @@ export class FolderSink implements Sink {
     if (seq + 1 > (byEpoch.get(epoch) ?? 0)) byEpoch.set(epoch, seq + 1);
   }
 
-  /** Reads `OUT/<stream>/index.jsonl` in chunks, so that an index of any size fits in memory. */
+  /** Reads `OUT/<stream>/index.jsonl` for the resume points of its epochs. */
   async #loadIndex(stream: string): Promise<void> {
     const root = await this.init();
     const dir = join(root, stream);
     const path = join(dir, INDEX_FILE);
-    let fh: FileHandle;
     try {
       const st = await lstat(dir);
       if (st.isSymbolicLink()) throw refused(dir, 'it is a symbolic link', stream);
       if (!st.isDirectory()) throw refused(dir, 'it is not a folder', stream);
-      fh = await open(path, READ_FLAGS);
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') return;
-      if (errnoOf(err) === 'ELOOP') throw refused(path, 'it is a symbolic link', stream);
       throw writeFailed(`cannot read ${path}`, err, { stream });
     }
     try {
-      const buf = Buffer.allocUnsafe(1 << 20);
-      let carry = Buffer.alloc(0);
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-        if (bytesRead === 0) break;
-        let chunk = buf.subarray(0, bytesRead);
-        if (carry.length > 0) chunk = Buffer.concat([carry, chunk]);
-        let start = 0;
-        for (let nl = chunk.indexOf(NEWLINE); nl !== -1; nl = chunk.indexOf(NEWLINE, start)) {
-          this.#indexLine(stream, chunk.toString('utf8', start, nl));
-          start = nl + 1;
-        }
-        // Copied: buf is reused by the next read.
-        carry = Buffer.from(chunk.subarray(start));
-      }
       // A last line without its newline may still be whole; a torn one simply fails to parse.
-      if (carry.length > 0) this.#indexLine(stream, carry.toString('utf8'));
+      await forEachLine(path, (line) => this.#indexLine(stream, line));
     } catch (err) {
+      if (errnoOf(err) === 'ELOOP') throw refused(path, 'it is a symbolic link', stream);
       throw writeFailed(`cannot read ${path}`, err, { stream });
-    } finally {
-      await fh.close().catch(() => {});
     }
   }
 
@@ -707,32 +549,5 @@ export class FolderSink implements Sink {
     const { seq, epoch } = e as { seq?: unknown; epoch?: unknown };
     if (typeof epoch !== 'string' || !Number.isSafeInteger(seq) || (seq as number) < 0) return;
     this.#noteWritten(stream, epoch, seq as number);
-  }
-}
-
-/**
- * Removes temporary files left by a writer that died mid-frame (SIGKILL, power loss): their names carry the
- * writer's pid, and a pid that no longer runs cannot finish its rename. Files of live writers are kept.
- */
-async function removeStaleTemps(dir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = (await readdir(dir)).filter((n) => n.startsWith(TEMP_PREFIX));
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const pid = Number(/^(\d+)-/.exec(n.slice(TEMP_PREFIX.length))?.[1]);
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
-    await unlink(join(dir, n)).catch(() => undefined);
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

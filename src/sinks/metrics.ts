@@ -14,6 +14,7 @@ import {
   type MessageEvent,
   type RetransmitEvent,
 } from '../diagnostics.js';
+import { monoMs } from '../time.js';
 import type { ReceiverInfo } from '../types.js';
 
 /** Options of {@link FramewireMetrics}. */
@@ -25,6 +26,12 @@ export interface MetricsOptions {
   accept?: (server: ReceiverInfo) => boolean;
   /** Bucket bounds of the end-to-end latency histogram, in seconds. */
   latencyBuckets?: number[];
+  /**
+   * The series of a stream that had no frame for this long are removed (they come back with its next
+   * frame, counting from 0, which Prometheus' rate() takes as a counter reset), so that many short-lived
+   * streams do not pile up series. Milliseconds; default 600000 (10 minutes).
+   */
+  idleSeriesMs?: number;
 }
 
 /** Latency buckets from 1 ms to 10 s: live video sits in the low tens of ms, a slow link in seconds. */
@@ -56,7 +63,9 @@ export class FramewireMetrics {
   /** Servers seen (or attached), for the connected-senders gauge. */
   readonly #servers = new Set<ReceiverInfo>();
   /** Last sequence number per stream name and epoch, to count gaps. */
-  readonly #last = new Map<string, { epoch: string; seq: number }>();
+  readonly #last = new Map<string, { epoch: string; seq: number; at: number }>();
+  readonly #idleSeriesMs: number;
+  #sweeper: NodeJS.Timeout | undefined;
   readonly #unsubscribe: Array<() => void> = [];
   #viewers: () => ViewerCounts = () => ({ websocket: 0, mjpeg: 0 });
   #closed = false;
@@ -75,6 +84,7 @@ export class FramewireMetrics {
 
   constructor(options: MetricsOptions = {}) {
     this.#accept = options.accept ?? (() => true);
+    this.#idleSeriesMs = options.idleSeriesMs ?? 600_000;
     const registers = [this.registry];
     this.frames = new Counter({
       name: 'framewire_frames_received_total',
@@ -195,7 +205,8 @@ export class FramewireMetrics {
       if (last && last.epoch === frame.stream.epoch && frame.seq > last.seq + 1) {
         this.missing.inc({ stream }, frame.seq - last.seq - 1);
       }
-      this.#last.set(stream, { epoch: frame.stream.epoch, seq: frame.seq });
+      this.#last.set(stream, { epoch: frame.stream.epoch, seq: frame.seq, at: monoMs() });
+      this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(10, this.#idleSeriesMs / 2)).unref();
     });
     this.#on<MessageEvent>(CHANNELS.message, () => this.messages.inc());
     this.#on<DropEvent>(CHANNELS.drop, ({ stream }) => {
@@ -239,10 +250,29 @@ export class FramewireMetrics {
     return this.registry.contentType;
   }
 
+  /** Removes the series of streams idle for idleSeriesMs. */
+  #sweep(): void {
+    const now = monoMs();
+    for (const [stream, last] of this.#last) {
+      if (now - last.at < this.#idleSeriesMs) continue;
+      this.#last.delete(stream);
+      for (const m of [this.frames, this.bytes, this.missing, this.retransmits, this.latency])
+        m.remove({ stream });
+      this.dropped.remove({ stream, stage: 'receiver' });
+      this.dropped.remove({ stream, stage: 'viewer' });
+    }
+    if (this.#last.size === 0 && this.#sweeper) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+
   /** Unsubscribes from the diagnostics channels. The registry keeps its last values. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
     for (const off of this.#unsubscribe.splice(0)) off();
   }
 

@@ -117,6 +117,8 @@ interface PageMessage {
  * servers that list the viewer among their sinks (or that were passed to {@link ViewerSink.attach}).
  */
 export class ViewerSink implements Sink {
+  /** frame() is synchronous: the receiver may hand in any number of frames of a stream at once. */
+  readonly frameConcurrency = Number.POSITIVE_INFINITY;
   readonly options: Required<Omit<ViewerOptions, 'host' | 'port' | 'tls'>> & { host: string; port: number };
   /** Prometheus metrics of the servers this viewer serves; undefined with `metrics: false`. */
   readonly metrics: FramewireMetrics | undefined;

@@ -1,8 +1,16 @@
 /**
  * The folder source: frames read from image files on disk, named by folders, glob patterns or file paths.
  */
-import { constants, type Dirent, type Stats } from 'node:fs';
-import { access, open, readdir, stat } from 'node:fs/promises';
+import {
+  constants,
+  type Dirent,
+  close as fsClose,
+  open as fsOpen,
+  read as fsRead,
+  fstat,
+  type Stats,
+} from 'node:fs';
+import { access, readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -43,6 +51,11 @@ export interface FolderSourceOptions {
    */
   extensions?: readonly string[];
   /**
+   * Bytes of files read ahead of the consumer, at most (whole files; one file is always read, however large).
+   * Reads overlap the sending, so that a sender never waits on the disk between frames. Default 64 MiB.
+   */
+  readAheadBytes?: number;
+  /**
    * Capture times by file name (µs since the Unix epoch), e.g. from `readTimesFile` (`send --times`): a file
    * listed here gets its time; the others keep their modification time.
    */
@@ -57,8 +70,12 @@ export interface OpenedFolderSource extends FolderSource {
   readonly totalBytes: number;
 }
 
-/** Files read ahead of the consumer, at most; bounds the memory the source holds. */
-const READ_AHEAD = 2;
+/** Bytes read ahead of the consumer by default; bounds the memory the source holds. */
+export const DEFAULT_READ_AHEAD_BYTES = 64 * 1024 * 1024;
+/** Files read ahead at most, whatever their size (bounds the open files and the promises held). */
+const READ_AHEAD_FILES = 256;
+/** Files read at once: enough to keep a disk's queue busy, few enough not to crowd the thread pool. */
+const READ_CONCURRENCY = 4;
 /** A consumer this far behind the pacing schedule restarts the schedule rather than get a burst. */
 const MAX_LAG_MS = 1000;
 /** Concurrent stat() calls while resolving inputs. */
@@ -96,8 +113,8 @@ function comparePaths(a: string, b: string): number {
  *   mtime is the closest a copied folder keeps (docs/sync.md).
  *
  * Inputs are resolved by {@link FolderSource.open} (iteration calls it when it was not called), so that
- * missing or empty inputs fail before any frame is sent. Each iteration is a new pass over the files; up
- * to two files are read ahead of the consumer so that disk reads overlap the sending.
+ * missing or empty inputs fail before any frame is sent. Each iteration is a new pass over the files; files
+ * are read ahead of the consumer, up to `readAheadBytes`, so that disk reads overlap the sending.
  */
 export class FolderSource implements AsyncIterable<Frame> {
   readonly #inputs: readonly string[];
@@ -105,10 +122,12 @@ export class FolderSource implements AsyncIterable<Frame> {
   readonly #loop: boolean;
   readonly #signal: AbortSignal | undefined;
   readonly #extensions: ReadonlySet<string>;
-  readonly #times: ReadonlyMap<string, number> | undefined;
   #opening: Promise<OpenedFolderSource> | undefined;
   #files: readonly string[] | undefined;
+  #sizes: readonly number[] = [];
   #totalBytes: number | undefined;
+  readonly #readAheadBytes: number;
+  readonly #times: ReadonlyMap<string, number> | undefined;
 
   constructor(inputs: string | readonly string[], options: FolderSourceOptions = {}) {
     const list = typeof inputs === 'string' ? [inputs] : [...inputs];
@@ -122,7 +141,13 @@ export class FolderSource implements AsyncIterable<Frame> {
         throw new FramewireError(ErrorCode.BAD_OPTION, `folder source: bad input ${JSON.stringify(input)}`);
       }
     }
-    const { fps, extensions = DEFAULT_EXTENSIONS } = options;
+    const { fps, extensions = DEFAULT_EXTENSIONS, readAheadBytes = DEFAULT_READ_AHEAD_BYTES } = options;
+    if (!(typeof readAheadBytes === 'number' && Number.isFinite(readAheadBytes) && readAheadBytes >= 0)) {
+      throw new FramewireError(
+        ErrorCode.BAD_OPTION,
+        `folder source: readAheadBytes must be a number >= 0, got ${readAheadBytes}`,
+      );
+    }
     if (fps !== undefined && !(typeof fps === 'number' && Number.isFinite(fps) && fps > 0)) {
       throw new FramewireError(ErrorCode.BAD_OPTION, `folder source: fps must be a number > 0, got ${fps}`);
     }
@@ -138,6 +163,7 @@ export class FolderSource implements AsyncIterable<Frame> {
     this.#loop = options.loop === true;
     this.#signal = options.signal;
     this.#extensions = exts;
+    this.#readAheadBytes = readAheadBytes;
     this.#times = options.times;
   }
 
@@ -199,6 +225,7 @@ export class FolderSource implements AsyncIterable<Frame> {
       return st.size;
     });
     this.#files = Object.freeze(files);
+    this.#sizes = sizes;
     this.#totalBytes = sizes.reduce((a, b) => a + b, 0);
     return this as OpenedFolderSource;
   }
@@ -251,26 +278,47 @@ export class FolderSource implements AsyncIterable<Frame> {
     const count = files.length;
     const end = this.#loop ? Number.POSITIVE_INFINITY : count;
     const interval = this.#fps === undefined ? 0 : 1000 / this.#fps;
-    // Reads started and not yet yielded, oldest first.
-    const pending: Promise<Frame>[] = [];
+    const sizes = this.#sizes;
+    const budget = this.#readAheadBytes;
+    // Reads started (or waiting for a read slot) and not yet yielded, oldest first, with the bytes they hold
+    // (the sizes seen by open(); a file that grew since is read whole all the same).
+    const pending: { read: Promise<Frame>; bytes: number }[] = [];
+    let pendingBytes = 0;
     let next = 0;
+    let reading = 0;
+    const waiting: Array<() => void> = [];
+    const slot = async (): Promise<void> => {
+      if (reading < READ_CONCURRENCY) reading++;
+      else await new Promise<void>((resolve) => waiting.push(resolve));
+    };
+    const done = (): void => {
+      const w = waiting.shift();
+      if (w) w();
+      else reading--;
+    };
     const fill = (): void => {
-      while (pending.length < READ_AHEAD && next < end) {
-        const read = readFrame(files[next % count]!, signal, this.#times);
+      while (next < end && pending.length < READ_AHEAD_FILES) {
+        const bytes = sizes[next % count] ?? 0;
+        // Within the byte budget, except that the next frame is always read.
+        if (pending.length > 0 && pendingBytes + bytes > budget) break;
+        const file = files[next % count]!;
+        const read = slot().then(() => readFrame(file, signal, this.#times).finally(done));
         // Awaited later; this keeps a failure of a read-ahead from being reported as unhandled meanwhile.
         read.catch(() => {});
-        pending.push(read);
+        pending.push({ read, bytes });
+        pendingBytes += bytes;
         next++;
       }
     };
     let start = 0;
     for (let i = 0; ; i++) {
       fill();
-      const read = pending.shift();
-      if (read === undefined) return;
+      const head = pending.shift();
+      if (head === undefined) return;
+      pendingBytes -= head.bytes;
       let frame: Frame;
       try {
-        frame = await read;
+        frame = await head.read;
       } catch (err) {
         if (signal?.aborted) return;
         throw err;
@@ -304,29 +352,72 @@ export function folderSource(
   return new FolderSource(inputs, options);
 }
 
-async function readFrame(
+/**
+ * Reads one file whole: open, fstat, read(s), close, as callback calls (one thread-pool round trip each and
+ * no promise per step: on tmpfs or a warm cache those round trips are most of the cost of a file).
+ * stat and read go through one descriptor, so that the time and the bytes belong to the same file.
+ */
+function readFrame(
   file: string,
   signal: AbortSignal | undefined,
   times: ReadonlyMap<string, number> | undefined,
 ): Promise<Frame> {
-  try {
-    const fh = await open(file, 'r');
-    try {
-      // stat and read through one handle, so that the time and the bytes belong to the same file.
-      const st = await fh.stat();
-      const data = await fh.readFile(signal === undefined ? {} : { signal });
-      return {
-        data,
-        name: basename(file),
-        contentType: contentTypeOf(file),
-        captureUs: times?.get(basename(file)) ?? Math.round(st.mtimeMs * 1000),
+  return new Promise<Frame>((resolveFrame, reject) => {
+    const fail = (err: unknown) => reject(readError(`cannot read ${file}`, err));
+    fsOpen(file, 'r', (openErr, fd) => {
+      if (openErr) {
+        fail(openErr);
+        return;
+      }
+      const finish = (err: unknown, frame?: Frame) => {
+        fsClose(fd, (closeErr) => {
+          const e = err ?? closeErr;
+          if (e) fail(e);
+          else resolveFrame(frame!);
+        });
       };
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    throw readError(`cannot read ${file}`, err);
-  }
+      fstat(fd, (statErr, st) => {
+        if (statErr) {
+          finish(statErr);
+          return;
+        }
+        let data = Buffer.allocUnsafe(st.size);
+        let off = 0;
+        const done = () =>
+          finish(null, {
+            data,
+            name: basename(file),
+            contentType: contentTypeOf(file),
+            captureUs: times?.get(basename(file)) ?? Math.round(st.mtimeMs * 1000),
+          });
+        const next = () => {
+          if (signal?.aborted) {
+            finish(signal.reason ?? new Error('aborted'));
+            return;
+          }
+          if (off >= data.length) {
+            done();
+            return;
+          }
+          fsRead(fd, data, off, data.length - off, off, (readErr, n) => {
+            if (readErr) {
+              finish(readErr);
+              return;
+            }
+            if (n === 0) {
+              // The file shrank since fstat: what is there is the file.
+              data = data.subarray(0, off);
+              done();
+              return;
+            }
+            off += n;
+            next();
+          });
+        };
+        next();
+      });
+    });
+  });
 }
 
 /** Waits until performance.now() >= due with timers (never spinning); false when aborted. */

@@ -225,7 +225,7 @@ test('a frame published twice is stored once (Nats-Msg-Id), and a folder writes 
   assert.equal((await indexEntries(join(out, 'cam1'))).length, 1);
   assert.deepEqual(
     (await readdir(join(out, 'cam1'))).filter((n) => n !== 'index.jsonl' && n !== 'latest.jpg'),
-    ['000000007.jpg'],
+    ['e1-000000007.jpg'],
   );
 });
 

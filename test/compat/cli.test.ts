@@ -113,12 +113,12 @@ test('serve with legacy-udp, legacy-json, legacy-tcp and tcp at once; send and m
     assert.equal(udpStreams.length, 2, 'one stream per sender address');
     const cliStream = [];
     for (const u of udpStreams) {
-      const files = (await readdir(join(out, u))).filter((n) => /^\d+\.jpg$/.test(n)).sort();
+      const files = (await readdir(join(out, u))).filter((n) => /^legacy-udp-\d+\.jpg$/.test(n)).sort();
       if (files.length === 3) cliStream.push(u);
     }
     assert.equal(cliStream.length, 1);
     for (const [i, data] of Object.values(pics).entries()) {
-      const name = `${String(i).padStart(9, '0')}.jpg`;
+      const name = `legacy-udp-${String(i).padStart(9, '0')}.jpg`;
       assert.ok((await readFile(join(out, cliStream[0]!, name))).equals(data), name);
     }
     assert.ok((await readFile(join(out, 'seedrun', '0.png'))).equals(payload(0, 999)));

@@ -69,7 +69,7 @@ test('the seed chunked client (udp_client.py): saved byte-identical, answered "g
     assert.equal(f.name, '');
     assert.equal(f.contentType, 'image/jpeg');
     assert.equal(r.streams.length, 1);
-    const saved = await readFile(join(r.out, `udp-127.0.0.1-${port}`, '000000000.jpg'));
+    const saved = await readFile(join(r.out, `udp-127.0.0.1-${port}`, 'legacy-udp-000000000.jpg'));
     assert.ok(saved.equals(pic));
   } finally {
     await s.close();
@@ -298,9 +298,9 @@ test('a receiver restarted while the sender keeps its port: numbering continues,
       await server.close();
     }
     const dir = join(out, `udp-127.0.0.1-${port}`);
-    const numbered = (await readdir(dir)).filter((n) => /^\d+\.jpg$/.test(n)).sort();
-    assert.deepEqual(numbered, ['000000000.jpg', '000000001.jpg']);
-    assert.ok((await readFile(join(dir, '000000001.jpg'))).equals(pics[1]!));
+    const numbered = (await readdir(dir)).filter((n) => n.endsWith('.jpg') && n !== 'latest.jpg').sort();
+    assert.deepEqual(numbered, ['legacy-udp-000000000.jpg', 'legacy-udp-000000001.jpg']);
+    assert.ok((await readFile(join(dir, 'legacy-udp-000000001.jpg'))).equals(pics[1]!));
   } finally {
     await s.close();
   }

@@ -62,7 +62,7 @@ test('latest.jpg follows the newest JPEG frame; PNG and other frames leave it al
   await sink.frame(frame(5, { name: 'named.jpg' }));
   await latestIs(join(out, 'cam', 'latest.jpg'), frame(5).data);
   // The saved frame is untouched, and no temporary file is left behind.
-  assert.deepEqual(await readFile(join(out, 'cam', '000000002.jpg')), frame(2).data);
+  assert.deepEqual(await readFile(join(out, 'cam', 'e1-000000002.jpg')), frame(2).data);
   const names = await readdir(join(out, 'cam'));
   assert.deepEqual(
     names.filter((x) => x.startsWith('.')),
@@ -108,7 +108,7 @@ test('latest: false keeps no latest.jpg; a failed update is reported, not fatal'
   const off = outDir();
   const sink = await FolderSink.open(off, { latest: false });
   await sink.frame(frame(0));
-  assert.deepEqual((await readdir(join(off, 'cam'))).sort(), ['000000000.jpg', 'index.jsonl']);
+  assert.deepEqual((await readdir(join(off, 'cam'))).sort(), ['e1-000000000.jpg', 'index.jsonl']);
   await sink.close();
 
   const out = outDir();
@@ -117,7 +117,7 @@ test('latest: false keeps no latest.jpg; a failed update is reported, not fatal'
   // A non-empty folder where latest.jpg goes: rename cannot replace it, even as root.
   await mkdir(join(out, 'cam', 'latest.jpg', 'inside'), { recursive: true });
   await s2.frame(frame(0));
-  assert.deepEqual(await readFile(join(out, 'cam', '000000000.jpg')), frame(0).data);
+  assert.deepEqual(await readFile(join(out, 'cam', 'e1-000000000.jpg')), frame(0).data);
   await waitFor(() => errors.length === 1, 10_000, 'the latest.jpg error');
   assert.equal(errors[0]!.code, 'ERR_WRITE_FAILED');
   assert.match(errors[0]!.message, /latest\.jpg/);

@@ -1,6 +1,6 @@
 /**
  * FolderSink's syncWriteMaxBytes: frames up to the limit are written with synchronous calls, larger ones as
- * usual; both end in the same place (file, index line, resume point), and a taken name is still refused.
+ * usual; both end in the same place (file, index line, resume point), and a taken name is never replaced.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -48,18 +48,32 @@ test('frames under syncWriteMaxBytes are saved synchronously, larger ones asynch
       [],
       'no temp file left',
     );
-    // A directory in the way of the target: the synchronous path fails like the other, leaving no temp file.
+    // A name taken by something else: the synchronous path hands over to the one that finds another name.
     await mkdir(join(dir, 'cam0', '9.jpg'));
     await writeFile(join(dir, 'cam0', 'keep'), 'x');
+    await sink.frame(frame(9, 10));
+    assert.deepEqual(await readFile(join(dir, 'cam0', '9~e1.jpg')), payload(9, 10));
+    assert.deepEqual(
+      (await readdir(join(dir, 'cam0'))).filter((n) => n.startsWith('.')),
+      [],
+    );
+    await sink.close();
+    // With onConflict: 'overwrite' a directory in the way makes the synchronous rename fail like the
+    // asynchronous one would, leaving no temp file.
+    const over = await FolderSink.open(dir, {
+      syncWriteMaxBytes: 1000,
+      latest: false,
+      onConflict: 'overwrite',
+    });
     await assert.rejects(
-      sink.frame(frame(9, 10)),
+      over.frame(frame(9, 10)),
       (e: Error & { code?: string }) => e.code === 'ERR_WRITE_FAILED',
     );
     assert.deepEqual(
       (await readdir(join(dir, 'cam0'))).filter((n) => n.startsWith('.')),
       [],
     );
-    await sink.close();
+    await over.close();
   } finally {
     await cleanup();
   }

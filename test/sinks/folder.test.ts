@@ -18,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { FramewireError } from '../../src/errors.js';
 import { FolderSink, type FolderSinkOptions } from '../../src/sinks/folder.js';
 import type { ReceivedFrame, ReceivedMessage, StreamInfo } from '../../src/types.js';
+import { payload } from '../helpers/tmp.js';
 
 let tmp: string;
 let dirCount = 0;
@@ -162,7 +163,7 @@ describe('FolderSink frames', () => {
     ]);
   });
 
-  test('names unnamed frames by sequence number with an extension from the content type', async () => {
+  test('names unnamed frames by epoch and sequence number with an extension from the content type', async () => {
     const out = outDir();
     const sink = await open(out);
     await sink.frame(frame(7));
@@ -173,30 +174,46 @@ describe('FolderSink frames', () => {
     await sink.frame(frame(1_234_567_890, { contentType: 'application/octet-stream' }));
     await sink.close();
     assert.deepEqual(await listing(join(out, 'cam0')), [
-      '000000007.jpg',
-      '000000008.png',
-      '000000009.raw',
-      '1234567890.bin',
+      'e1-000000007.jpg',
+      'e1-000000008.png',
+      'e1-000000009.raw',
+      'e1-1234567890.bin',
       'index.jsonl',
     ]);
-    assert.deepEqual(await readFile(join(out, 'cam0', '000000009.raw')), Buffer.alloc(8, 7));
+    assert.deepEqual(await readFile(join(out, 'cam0', 'e1-000000009.raw')), Buffer.alloc(8, 7));
     const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as Record<string, unknown>[];
     assert.deepEqual(
       index.map((e) => e.name),
-      ['000000007.jpg', '000000008.png', '000000009.raw', '1234567890.bin'],
+      ['e1-000000007.jpg', 'e1-000000008.png', 'e1-000000009.raw', 'e1-1234567890.bin'],
     );
     assert.equal(index[2]?.pixelFormat, 'gray8');
     assert.equal(index[0]?.pixelFormat, undefined);
     assert.ok(!('meta' in (index[0] ?? {})));
   });
 
-  test('a later frame of the same name replaces the file', async () => {
+  test('a later frame of the same name is kept beside the first, or replaces it with onConflict: overwrite', async () => {
     const out = outDir();
     const sink = await open(out);
-    await sink.frame(frame(0, { name: 'latest-shot.jpg', data: Buffer.from('old') }));
-    await sink.frame(frame(1, { name: 'latest-shot.jpg', data: Buffer.from('new') }));
+    await sink.frame(frame(0, { name: 'shot.jpg', data: Buffer.from('old') }));
+    await sink.frame(frame(1, { name: 'shot.jpg', data: Buffer.from('new') }));
+    await sink.frame(frame(2, { name: 'shot.jpg', data: Buffer.from('newer') }));
     await sink.close();
-    assert.equal(await readFile(join(out, 'cam0', 'latest-shot.jpg'), 'utf8'), 'new');
+    assert.equal(await readFile(join(out, 'cam0', 'shot.jpg'), 'utf8'), 'old');
+    assert.equal(await readFile(join(out, 'cam0', 'shot~e1.jpg'), 'utf8'), 'new');
+    assert.equal(await readFile(join(out, 'cam0', 'shot~e1-2.jpg'), 'utf8'), 'newer');
+    const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as Record<string, unknown>[];
+    assert.deepEqual(
+      index.map((e) => e.name),
+      ['shot.jpg', 'shot~e1.jpg', 'shot~e1-2.jpg'],
+    );
+
+    const out2 = outDir();
+    const sink2 = await open(out2, { onConflict: 'overwrite' });
+    await sink2.frame(frame(0, { name: 'shot.jpg', data: Buffer.from('old') }));
+    await sink2.frame(frame(1, { name: 'shot.jpg', data: Buffer.from('new') }));
+    await sink2.close();
+    assert.deepEqual(await listing(join(out2, 'cam0')), ['index.jsonl', 'shot.jpg']);
+    assert.equal(await readFile(join(out2, 'cam0', 'shot.jpg'), 'utf8'), 'new');
   });
 
   test('concurrent first frames of one stream, and of many streams, share one setup each', async () => {
@@ -236,7 +253,7 @@ describe('FolderSink frames', () => {
     const sink = new FolderSink(out);
     await sink.frame(frame(0));
     await sink.close();
-    assert.deepEqual(await listing(join(out, 'cam0')), ['000000000.jpg', 'index.jsonl']);
+    assert.deepEqual(await listing(join(out, 'cam0')), ['e1-000000000.jpg', 'index.jsonl']);
   });
 
   test('temporary files of a writer that died are removed; those of a live writer are kept', async () => {
@@ -253,6 +270,83 @@ describe('FolderSink frames', () => {
     const names = await readdir(join(out, 'cam0'));
     assert.ok(!names.includes(dead), 'the dead writer leftover is gone');
     assert.ok(names.includes(live), 'a live writer file is kept');
+  });
+});
+
+describe('FolderSink names taken', () => {
+  test('a copy left without its index line (same bytes) is taken as it is; a different file is kept', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    await sink.frame(frame(0, { name: 'first.jpg' }));
+    const data = Buffer.from('the frame itself');
+    // As a crash between the link and the index append leaves it.
+    await writeFile(join(out, 'cam0', 'orphan.jpg'), data);
+    await writeFile(join(out, 'cam0', 'foreign.jpg'), 'a file of someone else');
+    await sink.frame(frame(1, { name: 'orphan.jpg', data }));
+    await sink.frame(frame(2, { name: 'foreign.jpg', data: Buffer.from('frame 2') }));
+    await sink.close();
+    assert.deepEqual(await listing(join(out, 'cam0')), [
+      'first.jpg',
+      'foreign.jpg',
+      'foreign~e1.jpg',
+      'index.jsonl',
+      'orphan.jpg',
+    ]);
+    assert.equal(await readFile(join(out, 'cam0', 'foreign.jpg'), 'utf8'), 'a file of someone else');
+    const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as Record<string, unknown>[];
+    assert.deepEqual(
+      index.map((e) => e.name),
+      ['first.jpg', 'orphan.jpg', 'foreign~e1.jpg'],
+    );
+  });
+
+  test("onConflict: 'refuse' rejects with ERR_NAME_TAKEN, writes nothing, and later frames go on", async () => {
+    const out = outDir();
+    const sink = await open(out, { onConflict: 'refuse' });
+    await sink.frame(frame(0, { name: 'a.jpg', data: Buffer.from('one') }));
+    const taken = sink.frame(frame(1, { name: 'a.jpg', data: Buffer.from('two') }));
+    const next = sink.frame(frame(2, { name: 'b.jpg' }));
+    await assert.rejects(taken, (err: unknown) => {
+      isCode('ERR_NAME_TAKEN')(err);
+      const e = err as FramewireError;
+      assert.equal(e.seq, 1);
+      assert.match(e.message, /a\.jpg/);
+      return true;
+    });
+    await next;
+    await sink.close();
+    assert.deepEqual(await listing(join(out, 'cam0')), ['a.jpg', 'b.jpg', 'index.jsonl']);
+    assert.equal(await readFile(join(out, 'cam0', 'a.jpg'), 'utf8'), 'one');
+  });
+
+  test('bad options are refused with ERR_BAD_OPTION', () => {
+    for (const bad of [
+      { writeConcurrency: 0 },
+      { writeConcurrency: 1.5 },
+      { onConflict: 'replace' as never },
+      { idleCloseMs: -1 },
+    ]) {
+      assert.throws(() => new FolderSink(outDir(), bad), isCode('ERR_BAD_OPTION'), JSON.stringify(bad));
+    }
+  });
+
+  test('many frames of one stream at once settle in order, with index lines in order', async () => {
+    const out = outDir();
+    const sink = await open(out, { writeConcurrency: 8 });
+    const settled: number[] = [];
+    const jobs = [];
+    for (let i = 0; i < 200; i++) {
+      const f = frame(i, { data: payload(i, 1000 + ((i * 7919) % 20_000)) });
+      jobs.push(sink.frame(f).then(() => settled.push(i)));
+    }
+    await Promise.all(jobs);
+    await sink.close();
+    assert.deepEqual(settled, [...Array(200).keys()]);
+    const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as { seq: number }[];
+    assert.deepEqual(
+      index.map((e) => e.seq),
+      [...Array(200).keys()],
+    );
   });
 });
 
@@ -384,22 +478,25 @@ describe('FolderSink name safety', () => {
     });
   }
 
-  test('a symlink at the target name is replaced, not written through', async () => {
-    const out = outDir();
+  test('a symlink at the target name is never written through: kept beside, or replaced on overwrite', async () => {
     const outside = join(tmp, 'outside-file');
     await mkdir(outside);
     const victim = join(outside, 'file');
     await writeFile(victim, 'precious');
-    const sink = await open(out);
-    await sink.frame(frame(0, { name: 'first.jpg' }));
-    await symlink(victim, join(out, 'cam0', 'evil.jpg'));
-    const f = frame(1, { name: 'evil.jpg', data: Buffer.from('payload') });
-    await sink.frame(f);
-    await sink.close();
-    assert.equal(await readFile(victim, 'utf8'), 'precious');
-    const st = await lstat(join(out, 'cam0', 'evil.jpg'));
-    assert.ok(st.isFile() && !st.isSymbolicLink());
-    assert.equal(await readFile(join(out, 'cam0', 'evil.jpg'), 'utf8'), 'payload');
+    for (const onConflict of ['keep-both', 'overwrite'] as const) {
+      const out = outDir();
+      const sink = await open(out, { onConflict });
+      await sink.frame(frame(0, { name: 'first.jpg' }));
+      await symlink(victim, join(out, 'cam0', 'evil.jpg'));
+      const f = frame(1, { name: 'evil.jpg', data: Buffer.from('payload') });
+      await sink.frame(f);
+      await sink.close();
+      assert.equal(await readFile(victim, 'utf8'), 'precious');
+      const saved = join(out, 'cam0', onConflict === 'overwrite' ? 'evil.jpg' : 'evil~e1.jpg');
+      const st = await lstat(saved);
+      assert.ok(st.isFile() && !st.isSymbolicLink());
+      assert.equal(await readFile(saved, 'utf8'), 'payload');
+    }
   });
 
   test('a stream folder that is a symlink is refused', async () => {
@@ -447,7 +544,8 @@ describe('FolderSink name safety', () => {
 describe('FolderSink write failures', () => {
   test('a failed rename rejects with ERR_WRITE_FAILED and leaves no trace', async () => {
     const out = outDir();
-    const sink = await open(out);
+    // overwrite: the only policy that renames over an existing name (the others keep the folder and go on).
+    const sink = await open(out, { onConflict: 'overwrite' });
     await sink.frame(frame(0, { name: 'good.jpg' }));
     const indexBefore = await readFile(join(out, 'cam0', 'index.jsonl'));
     // Renaming a file over a non-empty folder fails even for root, unlike chmod.
@@ -532,7 +630,7 @@ describe('FolderSink messages and close', () => {
     await Promise.all([sink.close(), sink.close()]);
     await assert.rejects(sink.frame(frame(1)), isCode('ERR_CLOSED'));
     await assert.rejects(sink.message(message(0)), isCode('ERR_CLOSED'));
-    assert.deepEqual(await listing(join(out, 'cam0')), ['000000000.jpg', 'index.jsonl']);
+    assert.deepEqual(await listing(join(out, 'cam0')), ['e1-000000000.jpg', 'index.jsonl']);
   });
 
   test('close() on a sink that never wrote anything', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import fsp, { chmod, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import fs from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
@@ -201,32 +202,44 @@ describe('folderSource: inputs and order', () => {
     assert.equal(contentTypeOf('x.tiff'), 'application/octet-stream');
   });
 
-  it('reads at most two files ahead of the consumer', async () => {
+  it('reads ahead of the consumer within readAheadBytes', async () => {
     const files: Record<string, string> = {};
-    for (let i = 0; i < 8; i++) files[`${i}.png`] = String(i);
+    for (let i = 0; i < 8; i++) files[`${i}.png`] = String(i).repeat(100);
     const dir = await makeDir(files);
-    const source = await folderSource(dir).open();
-    const original = fsp.open;
+    const original = fs.open;
     let opened = 0;
     // Counts the files the source opens; the named import in folder.ts follows after syncBuiltinESMExports.
-    fsp.open = ((...args: Parameters<typeof original>) => {
+    fs.open = ((...args: Parameters<typeof original>) => {
       opened++;
-      return original(...args);
+      return (original as (...a: unknown[]) => void)(...args);
     }) as typeof original;
     syncBuiltinESMExports();
     try {
-      let yielded = 0;
-      let maxAhead = 0;
-      for await (const _ of source) {
-        yielded++;
-        await new Promise((r) => setTimeout(r, 5)); // the consumer works; read-ahead goes on meanwhile
-        maxAhead = Math.max(maxAhead, opened - yielded);
+      // 250 bytes: two files of 100 bytes fit, a third does not; 0: one file at a time; default: all of them.
+      for (const [readAheadBytes, expected] of [
+        [250, 2],
+        [0, 1],
+        [undefined, 7],
+      ] as const) {
+        const source = await folderSource(dir, readAheadBytes === undefined ? {} : { readAheadBytes }).open();
+        opened = 0;
+        let yielded = 0;
+        let maxAhead = 0;
+        for await (const _ of source) {
+          yielded++;
+          await new Promise((r) => setTimeout(r, 5)); // the consumer works; read-ahead goes on meanwhile
+          maxAhead = Math.max(maxAhead, opened - yielded);
+        }
+        assert.equal(yielded, 8);
+        assert.equal(opened, 8);
+        assert.equal(maxAhead, expected, `readAheadBytes ${readAheadBytes}`);
       }
-      assert.equal(yielded, 8);
-      assert.equal(opened, 8);
-      assert.equal(maxAhead, 2);
+      assert.throws(
+        () => folderSource(dir, { readAheadBytes: -1 }),
+        (err: unknown) => err instanceof FramewireError && err.code === ErrorCode.BAD_OPTION,
+      );
     } finally {
-      fsp.open = original;
+      fs.open = original;
       syncBuiltinESMExports();
     }
   });

@@ -230,7 +230,9 @@ test('serve --sync writes OUT/sync.jsonl; bad --sync and --tolerance values are 
   assert.equal(g.frames.a.name, 'a0.jpg');
   assert.equal(g.frames.a.seq, 0);
   assert.equal(g.frames.a.captureUs, t0);
-  assert.equal(g.frames.b.name, '000000000.jpg');
+  // An unnamed frame: the name the folder sink saved it under (sender run, then sequence number).
+  assert.match(g.frames.b.name, /^[0-9a-f]{16}-000000000\.jpg$/);
+  assert.deepEqual(await readFile(join(out, 'b', g.frames.b.name)), payload(2, 10));
   assert.equal(g.t, g.frames.a.correctedUs);
   assert.match(io.err(), /sync: 1 groups/);
 });

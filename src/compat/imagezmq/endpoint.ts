@@ -11,11 +11,12 @@
  * Query options: `?kind=infrared` (the kind of the streams, default visible; a framewire sender's own kind
  * wins). Frames reach the sinks through server.deliverFrame, like the native ones.
  */
-import { crc32 } from 'node:zlib';
+
 import { channels } from '../../diagnostics.js';
 import { FramewireError, toFramewireError } from '../../errors.js';
 import { checkFileName } from '../../names.js';
 import { STREAM_KINDS, type StreamKind, type StreamMode } from '../../protocol/constants.js';
+import { crc32 } from '../../protocol/crc.js';
 import type { FramewireServer } from '../../session/server.js';
 import { wallUs } from '../../time.js';
 import type { Listener } from '../../transports/types.js';
