@@ -393,12 +393,14 @@ export async function runFolderBench() {
         const src = join(work, 'src');
         makeSource(src, w.count, w.size);
         const { bytes } = folderBytes(src);
-        for (const row of rows) {
-          // UDP rows on tmpfs only: they compare transports, not disks.
-          if ((row.mtu || row.tool === 'srt') && place.id !== 'shm') continue;
-          const runs = [];
-          let error;
-          for (let k = 0; k < repeat; k++) {
+        // UDP rows on tmpfs only: they compare transports, not disks.
+        const placeRows = rows.filter((row) => !((row.mtu || row.tool === 'srt') && place.id !== 'shm'));
+        const runsOf = new Map(placeRows.map((row) => [row.id, { runs: [], error: undefined }]));
+        // Repeats interleaved (every row once, then every row again), so that a busy spell of the machine
+        // does not fall on one row's repeats only.
+        for (let k = 0; k < repeat; k++) {
+          for (const row of placeRows) {
+            const slot = runsOf.get(row.id);
             const dst = join(work, `dst-${row.id}-${k}`);
             mkdirSync(dst);
             process.stderr.write(`  folders: ${row.label}, ${w.count} x ${w.size} B on ${place.label} ... `);
@@ -406,21 +408,29 @@ export async function runFolderBench() {
               const r = await RUNNERS[row.tool](row, src, dst, work);
               if (r.dstDir) verify(src, r.dstDir);
               const netMs = Math.max(1, r.net ? r.ms : r.ms - starts[row.tool]);
-              runs.push({ ...r, netMs, mbPerSec: bytes / netMs / 1000 });
+              slot.runs.push({ ...r, netMs, mbPerSec: bytes / netMs / 1000 });
               process.stderr.write(`${(bytes / netMs / 1000).toFixed(0)} MB/s\n`);
             } catch (err) {
-              error = err.message.split('\n')[0];
+              slot.error = err.message.split('\n')[0];
               process.stderr.write(`FAILED: ${err.message}\n`);
             } finally {
               rmSync(dst, { recursive: true, force: true });
             }
           }
+        }
+        for (const row of placeRows) {
+          const { runs, error } = runsOf.get(row.id);
           if (runs.length === 0) {
             failures++;
             results.push({ id: row.id, label: row.label, place: place.label, ...w, error });
             continue;
           }
           const r = runs.sort((a, b) => a.mbPerSec - b.mbPerSec)[Math.floor((runs.length - 1) / 2)];
+          const cpus = runs
+            .map((x) => x.rxCpuMs)
+            .filter((x) => x !== undefined)
+            .map((x) => (x * 1000) / w.count)
+            .sort((a, b) => a - b);
           results.push({
             id: row.id,
             label: row.label,
@@ -431,8 +441,10 @@ export async function runFolderBench() {
             wallMs: r.ms,
             netMs: r.netMs,
             mbPerSec: r.mbPerSec,
-            rxCpuUsPerFrame: r.rxCpuMs === undefined ? undefined : (r.rxCpuMs * 1000) / w.count,
-            rxPeakRssMB: r.rxHwmMB,
+            mbPerSecRuns: runs.map((x) => x.mbPerSec).sort((a, b) => a - b),
+            rxCpuUsPerFrame: cpus.length ? cpus[Math.floor((cpus.length - 1) / 2)] : undefined,
+            rxCpuUsPerFrameRuns: cpus,
+            rxPeakRssMB: Math.max(...runs.map((x) => x.rxHwmMB ?? 0)) || undefined,
           });
         }
       } finally {
@@ -459,17 +471,17 @@ function table(results, starts) {
     `framewire: the time \`send\` reports (first frame to last acknowledgement, after start and connect); others: wall time minus process start (rsync ${f(starts.rsync)} ms, srt-file-transmit ${f(starts.srt)} ms, measured as \`--version\` runs). ` +
       'rx CPU and RSS: the framewire receiver (serve) only.',
     '',
-    '| way | files | on | MB/s | x rsync | x tar/socat | x SRT | rx CPU us/frame | rx peak RSS MB |',
-    '|---|---|---|---:|---:|---:|---:|---:|---:|',
+    '| way | files | on | MB/s (median) | MB/s (runs) | x rsync | x tar/socat | x SRT | rx CPU us/frame (median) | rx CPU us/frame (runs) | rx peak RSS MB |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
     const files = `${r.count} x ${Math.round(r.size / 1000)} KB`;
     if (r.error) {
-      lines.push(`| ${r.label} | ${files} | ${r.place} | FAILED: ${r.error.replaceAll('|', '/')} ||||||`);
+      lines.push(`| ${r.label} | ${files} | ${r.place} | FAILED: ${r.error.replaceAll('|', '/')} ||||||||`);
       continue;
     }
     lines.push(
-      `| ${r.label} | ${files} | ${r.place} | ${f(r.mbPerSec)} | ${f(r.vsRsync, 2)} | ${f(r.vsTarSocat, 2)} | ${f(r.vsSrt, 2)} | ${f(r.rxCpuUsPerFrame)} | ${f(r.rxPeakRssMB)} |`,
+      `| ${r.label} | ${files} | ${r.place} | ${f(r.mbPerSec)} | ${r.mbPerSecRuns.map((x) => f(x)).join(', ')} | ${f(r.vsRsync, 2)} | ${f(r.vsTarSocat, 2)} | ${f(r.vsSrt, 2)} | ${f(r.rxCpuUsPerFrame)} | ${r.rxCpuUsPerFrameRuns.length ? r.rxCpuUsPerFrameRuns.map((x) => f(x)).join(', ') : '-'} | ${f(r.rxPeakRssMB)} |`,
     );
   }
   return lines.join('\n');
