@@ -75,7 +75,8 @@ async function startFramewire() {
   const fw = await import('../dist/index.js');
   const sinks = [];
   if (cfg.sink === 'folder') {
-    sinks.push(await fw.FolderSink.open(cfg.folder));
+    // BENCH_FOLDER_OPTIONS: FolderSink options as JSON, for experiments (e.g. '{"writeConcurrency":4}').
+    sinks.push(await fw.FolderSink.open(cfg.folder, JSON.parse(process.env.BENCH_FOLDER_OPTIONS || '{}')));
   }
   const server = await fw.createServer({
     listen: `${cfg.scheme ?? 'tcp'}://127.0.0.1:0`,

@@ -1,9 +1,17 @@
 /** The CRC-32 the codec uses: the SIMD one where installed, always the value of zlib.crc32. */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { crc32, crc32Native } from '../../src/protocol/crc.js';
+
+const run = promisify(execFile);
 
 test('crc32 gives the value of zlib.crc32 for every length, views included', () => {
   const big = randomBytes(300_000);
@@ -20,4 +28,24 @@ test('the SIMD implementation (@node-rs/crc32) is in use on linux x64', {
   skip: !(process.platform === 'linux' && process.arch === 'x64'),
 }, () => {
   assert.equal(crc32Native, true);
+});
+
+test('where @node-rs/crc32 cannot be loaded, zlib.crc32 is used, with the same values', async () => {
+  // The module alone in a temporary folder: there is no node_modules above it, so the require fails, as it
+  // does on a platform without a prebuilt binary or an install that left optional packages out.
+  const dir = await mkdtemp(join(tmpdir(), 'fw-crc-'));
+  try {
+    await copyFile(new URL('../../src/protocol/crc.ts', import.meta.url), join(dir, 'crc.ts'));
+    await writeFile(
+      join(dir, 'probe.ts'),
+      "import { crc32, crc32Native } from './crc.ts';\n" +
+        "console.log(JSON.stringify({ native: crc32Native, crc: crc32(Buffer.from('123456789')) }));\n",
+    );
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', join(dir, 'probe.ts')], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+    });
+    assert.deepEqual(JSON.parse(stdout), { native: false, crc: 0xcbf43926 });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
