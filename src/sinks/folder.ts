@@ -114,6 +114,10 @@ function checkOptions(o: FolderSinkOptions): void {
   if (idle !== undefined && !(typeof idle === 'number' && idle > 0 && Number.isFinite(idle))) {
     throw bad('idleCloseMs must be a number > 0', idle);
   }
+  const sw = o.syncWriteMaxBytes;
+  if (sw !== undefined && !(typeof sw === 'number' && sw >= 0 && !Number.isNaN(sw))) {
+    throw bad('syncWriteMaxBytes must be a number >= 0', sw);
+  }
 }
 
 /**

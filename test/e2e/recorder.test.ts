@@ -9,8 +9,10 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { crc32 } from 'node:zlib';
+import { run } from '../../src/cli/run.js';
 import { connect, createServer, FolderSink, type FramewireError } from '../../src/index.js';
 import { folderSource } from '../../src/sources/folder.js';
+import { capture } from '../helpers/cli.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
@@ -240,4 +242,21 @@ test('runs of several senders into one stream never overwrite a saved file; --on
   assert.ok((await readFile(join(dir, 'a.jpg'))).equals(a1));
   assert.ok((await readFile(join(dir, 'c.jpg'))).equals(payload(31, 4000)));
   assert.equal((await assertConsistent(dir, () => true)).length, 11);
+});
+
+test('serve refuses a bad --write-concurrency or --on-conflict as a usage error (exit 2)', async () => {
+  const out = join(root, 'bad-options');
+  for (const [opt, value, says] of [
+    ['--write-concurrency', '0', /--write-concurrency.*must be an integer from 1 to 1024/],
+    ['--write-concurrency', '2.5', /must be an integer from 1 to 1024/],
+    ['--on-conflict', 'replace', /--on-conflict.*replace.*keep-both, refuse, overwrite/],
+  ] as const) {
+    const io = capture();
+    assert.equal(
+      await run(['serve', '--listen', 'tcp://127.0.0.1:0', '--out', out, opt, value], io),
+      2,
+      value,
+    );
+    assert.match(io.err(), says);
+  }
 });

@@ -325,6 +325,8 @@ describe('FolderSink names taken', () => {
       { writeConcurrency: 1.5 },
       { onConflict: 'replace' as never },
       { idleCloseMs: -1 },
+      { syncWriteMaxBytes: -1 },
+      { syncWriteMaxBytes: Number.NaN },
     ]) {
       assert.throws(() => new FolderSink(outDir(), bad), isCode('ERR_BAD_OPTION'), JSON.stringify(bad));
     }
