@@ -255,6 +255,15 @@ describe('viewer token', () => {
       401,
       'the cookie of another port',
     );
+    // A framewire sender over the viewer's /ws gives the viewer token in the URL.
+    await assert.rejects(connect(`ws://127.0.0.1:${port}/ws`));
+    const sender = await connect(`ws://127.0.0.1:${port}/ws?token=${TOKEN}`);
+    try {
+      await sender.stream('over-ws', { mode: 'reliable' }).send({ data: await solidJpeg(16, 16, [9, 9, 9]) });
+      await waitFor(() => viewer.streams().some((s) => s.name === 'over-ws'), 20_000, 'the frame over /ws');
+    } finally {
+      sender.destroy();
+    }
     // A foreign Host is refused even with the token.
     assert.equal(
       (await get(port, '/', { Host: 'evil.example', Authorization: `Bearer ${TOKEN}` })).status,
