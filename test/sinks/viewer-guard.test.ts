@@ -216,6 +216,16 @@ describe('Host allow-list', () => {
       2,
     );
     assert.match(e2.text(), /not a host name/);
+    // demo and consume take them too.
+    const e3 = err();
+    assert.equal(await run(['demo', '--view-host', 'x.example:80'], { stdout: out, stderr: e3.s }), 2);
+    assert.match(e3.text(), /not a host name/);
+    const e4 = err();
+    assert.equal(
+      await run(['consume', 'nats://127.0.0.1:1', '--view-token', 'x'], { stdout: out, stderr: e4.s }),
+      2,
+    );
+    assert.match(e4.text(), /need --view/);
   });
 });
 
