@@ -1,6 +1,7 @@
 /**
  * The viewer's HTTP side: the routes (page, /api/streams, /metrics, /healthz, /streams/NAME.jpg), their
- * security headers (the Host and token checks before them are viewer-guard.ts), the checks of a WebSocket upgrade (path, Origin), and the HOST:PORT syntax of --view.
+ * security headers, the checks of a WebSocket upgrade (path, Origin), and the HOST:PORT syntax of --view.
+ * The Host and token checks that come before all of it are viewer-guard.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
