@@ -581,9 +581,14 @@ describe('the page in headless Chromium', () => {
           g.fwViolation(`${e.violatedDirective} ${e.blockedURI}`),
         );
       });
+      // The browser logs the 401 itself, at a moment of its choosing: wait for that line, then forget it.
+      const logged401 = page
+        .waitForEvent('console', { predicate: (m) => /401/.test(m.text()), timeout: 30_000 })
+        .catch(() => undefined);
       const noToken = await page.goto(r.viewer.url);
       assert.equal(noToken?.status(), 401, 'without the token');
-      errors.length = 0; // the browser logs the 401 itself
+      await logged401;
+      errors.length = 0;
       await page.goto(`${r.viewer.url}?token=${TOKEN}`);
       const cookies = await browser.cookies(r.viewer.url);
       assert.equal(cookies.length, 1);
