@@ -4,7 +4,8 @@
  * code. Each instance has its own Registry, so several receivers (or tests) in one process never collide.
  */
 import diagnostics_channel from 'node:diagnostics_channel';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   CHANNELS,
   type ConnectionEvent,
@@ -16,6 +17,8 @@ import {
 } from '../diagnostics.js';
 import { monoMs } from '../time.js';
 import type { ReceiverInfo } from '../types.js';
+
+const requireHere = createRequire(import.meta.url);
 
 /** Options of {@link FramewireMetrics}. */
 export interface MetricsOptions {
@@ -58,7 +61,7 @@ export interface ViewerCounts {
  */
 export class FramewireMetrics {
   /** This instance's own registry (never prom-client's global one). */
-  readonly registry = new Registry();
+  readonly registry: Registry;
   readonly #accept: (server: ReceiverInfo) => boolean;
   /** Servers seen (or attached), for the connected-senders gauge. */
   readonly #servers = new Set<ReceiverInfo>();
@@ -83,6 +86,11 @@ export class FramewireMetrics {
   readonly #syncs: SyncCounts[] = [];
 
   constructor(options: MetricsOptions = {}) {
+    // Required here, not at import: a process without metrics does not carry prom-client in its heap.
+    const { Counter, Gauge, Histogram, Registry } = requireHere(
+      'prom-client',
+    ) as typeof import('prom-client');
+    this.registry = new Registry();
     this.#accept = options.accept ?? (() => true);
     this.#idleSeriesMs = options.idleSeriesMs ?? 600_000;
     const registers = [this.registry];
