@@ -79,8 +79,9 @@ export interface ReceivedMessage {
 
 /**
  * Where received frames and messages go. The receiver calls `frame()` for the frames of one stream in order
- * (one at a time unless the sink says otherwise with `frameConcurrency`), and acknowledges a frame to the sender only after every sink's promise resolved; a
- * rejection leaves it unacknowledged so that the sender sends it again.
+ * (one at a time unless the sink says otherwise with `frameConcurrency`), and acknowledges a frame to the
+ * sender only after every sink's promise resolved; a rejection leaves it unacknowledged so that the sender
+ * sends it again.
  */
 export interface Sink {
   /**
