@@ -1,6 +1,6 @@
 /**
- * A receiver session's data path: frames of each stream stored one at a time in sequence order while the
- * network keeps reading (bounded by the limits; beyond them reading pauses and TCP pushes back on the
+ * A receiver session's data path: frames of each stream stored in sequence order (several at once where
+ * every sink allows it, Sink.frameConcurrency; acknowledged in order) while the network keeps reading (bounded by the limits; beyond them reading pauses and TCP pushes back on the
  * sender), JSON messages in order, and coalesced cumulative ACKs once every sink has stored what they cover.
  * The connection's life and handshake are receiver.ts's.
  */
