@@ -2,7 +2,12 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { createServer, FramewireError, type FramewireServer, VERSION, webSocketSenders } from '../index.js';
-import { DEFAULT_WRITE_CONCURRENCY, FolderSink, type OnConflict } from '../sinks/folder.js';
+import {
+  DEFAULT_SYNC_WRITE_MAX_BYTES,
+  DEFAULT_WRITE_CONCURRENCY,
+  FolderSink,
+  type OnConflict,
+} from '../sinks/folder.js';
 import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { JetStreamSink } from '../sinks/jetstream.js';
 import { SyncSink } from '../sinks/sync.js';
@@ -63,6 +68,14 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       new Option('--write-concurrency <n>', 'frames written to --out at once, all streams together')
         .argParser(parseConcurrency)
         .default(DEFAULT_WRITE_CONCURRENCY),
+    )
+    .addOption(
+      new Option(
+        '--sync-write-max <size>',
+        'frames up to SIZE are written to --out with synchronous calls while the disk keeps up (0: all on the thread pool)',
+      )
+        .argParser(parseSize)
+        .default(DEFAULT_SYNC_WRITE_MAX_BYTES, '1MiB'),
     )
     .addOption(
       new Option('--on-conflict <what>', 'a frame whose file name is taken by another frame in --out')
@@ -155,6 +168,7 @@ async function serveCommand(
     maxMessageBytes: number;
     fsync?: boolean;
     writeConcurrency: number;
+    syncWriteMax: number;
     onConflict: OnConflict;
     verifyCrc: boolean;
     token?: string;
@@ -217,10 +231,13 @@ async function serveCommand(
           writeConcurrency: opts.writeConcurrency,
           onConflict: opts.onConflict,
           onError: (e) => line(io.stderr, `framewire: ${e.message}`),
-          // An ImageZMQ REQ sender waits for each frame to be saved: its latency is the throughput.
-          ...((opts.listen ?? []).some((l) => /^izmq:\/\//i.test(l.trim()))
-            ? { syncWriteMaxBytes: 4 * 1024 * 1024 }
-            : {}),
+          // An ImageZMQ REQ sender waits for each frame to be saved: its latency is the throughput, so
+          // frames up to 4 MiB are written synchronously unless --sync-write-max says otherwise.
+          syncWriteMaxBytes:
+            opts.syncWriteMax === DEFAULT_SYNC_WRITE_MAX_BYTES &&
+            (opts.listen ?? []).some((l) => /^izmq:\/\//i.test(l.trim()))
+              ? 4 * 1024 * 1024
+              : opts.syncWriteMax,
         }),
       );
     }

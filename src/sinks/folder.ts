@@ -77,16 +77,27 @@ export interface FolderSinkOptions {
    */
   idleCloseMs?: number;
   /**
-   * Write frames up to this many bytes with synchronous calls (open, write, close, link on the event loop)
-   * instead of trips through libuv's thread pool. It blocks the process for the write (tens of microseconds
-   * for a 123 KB JPEG in the page cache), but cuts the latency of each frame, which is what bounds a lockstep
-   * protocol with one frame in flight (ImageZMQ's REQ/REP: `serve --listen izmq://` turns it on with 4 MiB).
-   * Ignored with `fsync`. Default 0 (off).
+   * Write frames up to this many bytes with synchronous calls (open, write, close, link, unlink on the event
+   * loop) while the file system keeps up, instead of trips through libuv's thread pool. Such a write blocks
+   * the process (70-300 us for a 123 KB JPEG into the page cache on a small machine), but it saves the
+   * thread-pool round trips, which cost more than the write itself: about a third less CPU per frame and
+   * more frames per second (docs/benchmarks.md), and a lockstep protocol with one frame in flight (ImageZMQ's
+   * REQ/REP) waits less. Larger frames, and every frame for `syncBackoffMs` after a synchronous write took
+   * longer than `syncWriteSlowMs` (a slow or saturated disk, a network file system), are written on the
+   * thread pool, several at once (`writeConcurrency`), so that the event loop is not held up. 0 writes every
+   * frame on the thread pool. Ignored with `fsync`. Default 1 MiB.
    */
   syncWriteMaxBytes?: number;
+  /** A synchronous write slower than this (ms) turns synchronous writes off for `syncBackoffMs`. Default 4. */
+  syncWriteSlowMs?: number;
+  /** How long synchronous writes stay off after a slow one (ms). Default 2000. */
+  syncBackoffMs?: number;
 }
 
 export const DEFAULT_WRITE_CONCURRENCY = 16;
+export const DEFAULT_SYNC_WRITE_MAX_BYTES = 1024 * 1024;
+const DEFAULT_SYNC_WRITE_SLOW_MS = 4;
+const DEFAULT_SYNC_BACKOFF_MS = 2000;
 const DEFAULT_IDLE_CLOSE_MS = 60_000;
 const INDEX_FILE = 'index.jsonl';
 const LATEST_FILE = 'latest.jpg';
@@ -114,9 +125,11 @@ function checkOptions(o: FolderSinkOptions): void {
   if (idle !== undefined && !(typeof idle === 'number' && idle > 0 && Number.isFinite(idle))) {
     throw bad('idleCloseMs must be a number > 0', idle);
   }
-  const sw = o.syncWriteMaxBytes;
-  if (sw !== undefined && !(typeof sw === 'number' && sw >= 0 && !Number.isNaN(sw))) {
-    throw bad('syncWriteMaxBytes must be a number >= 0', sw);
+  for (const key of ['syncWriteMaxBytes', 'syncWriteSlowMs', 'syncBackoffMs'] as const) {
+    const v = o[key];
+    if (v !== undefined && !(typeof v === 'number' && v >= 0 && !Number.isNaN(v))) {
+      throw bad(`${key} must be a number >= 0`, v);
+    }
   }
 }
 
@@ -158,6 +171,12 @@ export class FolderSink implements Sink {
   readonly #inFlight = new Set<Promise<unknown>>();
   #sweeper: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
+  readonly #syncMax: number;
+  readonly #syncSlowMs: number;
+  readonly #syncBackoffMs: number;
+  /** monoMs() until which frames are written on the thread pool (a synchronous write was slow). */
+  #syncOffUntil = 0;
+  readonly #writes = { sync: 0, pool: 0, slowSync: 0 };
 
   constructor(outDir: string, options: FolderSinkOptions = {}) {
     checkOptions(options);
@@ -167,9 +186,26 @@ export class FolderSink implements Sink {
     this.#latest = options.latest ?? true;
     this.#idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
     this.frameConcurrency = options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY;
+    this.#syncMax = this.#fsync ? 0 : (options.syncWriteMaxBytes ?? DEFAULT_SYNC_WRITE_MAX_BYTES);
+    this.#syncSlowMs = options.syncWriteSlowMs ?? DEFAULT_SYNC_WRITE_SLOW_MS;
+    this.#syncBackoffMs = options.syncBackoffMs ?? DEFAULT_SYNC_BACKOFF_MS;
     this.#ctx = {
       fsync: this.#fsync,
-      syncWriteMax: this.#fsync ? 0 : (options.syncWriteMaxBytes ?? 0),
+      syncWrite: (bytes) => {
+        const sync = bytes <= this.#syncMax && (this.#syncOffUntil === 0 || monoMs() >= this.#syncOffUntil);
+        if (sync) this.#writes.sync++;
+        else this.#writes.pool++;
+        return sync;
+      },
+      syncIndex: () => this.#syncMax > 0 && this.#syncOffUntil === 0,
+      wroteSync: (ms) => {
+        if (ms > this.#syncSlowMs) {
+          this.#writes.slowSync++;
+          this.#syncOffUntil = monoMs() + this.#syncBackoffMs;
+        } else if (this.#syncOffUntil !== 0 && monoMs() >= this.#syncOffUntil) {
+          this.#syncOffUntil = 0;
+        }
+      },
       onConflict: options.onConflict ?? 'keep-both',
       slots: new Slots(this.frameConcurrency),
       tmpName: () => `${TEMP_PREFIX}${this.#tmpTag}-${(++this.#tmpCounter).toString(36)}`,
@@ -329,6 +365,11 @@ export class FolderSink implements Sink {
         await copyFile(saved, tmp, fsConstants.COPYFILE_EXCL);
       }
       await rename(tmp, latest);
+      // rename() does nothing when both names are links to one file (latest.jpg already pointed at this
+      // frame, whose file was replaced meanwhile under --on-conflict overwrite): the temporary name stays.
+      await removeQuietly(tmp, (err) =>
+        this.#onError?.(writeFailed(`cannot remove ${tmp}`, err, { stream, seq })),
+      );
     } catch (err) {
       await removeQuietly(tmp, () => {});
       this.#onError?.(writeFailed(`cannot update ${latest}`, err, { stream, seq }));
@@ -382,6 +423,14 @@ export class FolderSink implements Sink {
     } catch (err) {
       throw writeFailed(`cannot append message ${m.seq} to ${log.path}`, err, { seq: m.seq });
     }
+  }
+
+  /**
+   * Frames written so far with synchronous calls (`sync`) and on the thread pool (`pool`), and the
+   * synchronous writes that were slower than `syncWriteSlowMs` (each turned them off for `syncBackoffMs`).
+   */
+  get writes(): { sync: number; pool: number; slowSync: number } {
+    return { ...this.#writes };
   }
 
   /** Stream folders with open files now (streams idle for `idleCloseMs` are closed). */

@@ -126,7 +126,8 @@ test('receiver SIGKILLed with many writes in flight: no half file, no line witho
   const dir = join(out, 'cam0');
   const whole = (n: string, data: Buffer) => original.get(n)?.equals(data) === true;
   const port = await freePort();
-  const args = ['--write-concurrency', '64'];
+  // Every frame on the thread pool, many at once (the synchronous path has one write in flight at a time).
+  const args = ['--write-concurrency', '64', '--sync-write-max', '0'];
   let receiver = await serve(port, out, args);
   const client = await connect(`tcp://127.0.0.1:${port}`, {
     windowFrames: 256,

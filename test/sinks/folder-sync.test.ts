@@ -78,3 +78,35 @@ test('frames under syncWriteMaxBytes are saved synchronously, larger ones asynch
     await cleanup();
   }
 });
+
+test('frames go to the thread pool for a while after a slow synchronous write, and always with fsync or 0', async () => {
+  const { dir, cleanup } = await tempDir('fw-folder-sync-');
+  try {
+    const counts: Record<string, unknown> = {};
+    for (const [label, options] of [
+      // A busy machine can stall any write for milliseconds: no write counts as slow here.
+      ['fast', { syncWriteSlowMs: 60_000 }],
+      // Every synchronous write counts as slow: the first frame is written synchronously, the rest on the
+      // thread pool until the back-off ends.
+      ['slow', { syncWriteSlowMs: 0, syncBackoffMs: 60_000 }],
+      ['off', { syncWriteMaxBytes: 0 }],
+      ['fsync', { fsync: true }],
+    ] as const) {
+      const sink = await FolderSink.open(join(dir, label), { latest: false, ...options });
+      for (let seq = 0; seq < 5; seq++) await sink.frame(frame(seq, 2000));
+      for (let seq = 0; seq < 5; seq++) {
+        assert.deepEqual(await readFile(join(dir, label, 'cam0', `${seq}.jpg`)), payload(seq, 2000));
+      }
+      counts[label] = sink.writes;
+      await sink.close();
+    }
+    assert.deepEqual(counts, {
+      fast: { sync: 5, pool: 0, slowSync: 0 },
+      slow: { sync: 1, pool: 4, slowSync: 1 },
+      off: { sync: 0, pool: 5, slowSync: 0 },
+      fsync: { sync: 0, pool: 5, slowSync: 0 },
+    });
+  } finally {
+    await cleanup();
+  }
+});

@@ -327,29 +327,43 @@ describe('FolderSink names taken', () => {
       { idleCloseMs: -1 },
       { syncWriteMaxBytes: -1 },
       { syncWriteMaxBytes: Number.NaN },
+      { syncWriteSlowMs: -1 },
+      { syncBackoffMs: 'soon' as never },
     ]) {
       assert.throws(() => new FolderSink(outDir(), bad), isCode('ERR_BAD_OPTION'), JSON.stringify(bad));
     }
   });
 
-  test('many frames of one stream at once settle in order, with index lines in order', async () => {
-    const out = outDir();
-    const sink = await open(out, { writeConcurrency: 8 });
-    const settled: number[] = [];
-    const jobs = [];
-    for (let i = 0; i < 200; i++) {
-      const f = frame(i, { data: payload(i, 1000 + ((i * 7919) % 20_000)) });
-      jobs.push(sink.frame(f).then(() => settled.push(i)));
-    }
-    await Promise.all(jobs);
-    await sink.close();
-    assert.deepEqual(settled, [...Array(200).keys()]);
-    const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as { seq: number }[];
-    assert.deepEqual(
-      index.map((e) => e.seq),
-      [...Array(200).keys()],
-    );
-  });
+  for (const [how, sync] of [
+    ['on the thread pool', 0],
+    ['synchronously', undefined],
+  ] as const) {
+    test(`many frames of one stream at once settle in order, with index lines in order (written ${how})`, async () => {
+      const out = outDir();
+      // On a busy machine any write can stall for milliseconds; none may turn the synchronous path off here.
+      const sink = await open(out, {
+        writeConcurrency: 8,
+        syncWriteSlowMs: 60_000,
+        ...(sync === undefined ? {} : { syncWriteMaxBytes: sync }),
+      });
+      const settled: number[] = [];
+      const jobs = [];
+      for (let i = 0; i < 200; i++) {
+        const f = frame(i, { data: payload(i, 1000 + ((i * 7919) % 20_000)) });
+        jobs.push(sink.frame(f).then(() => settled.push(i)));
+      }
+      await Promise.all(jobs);
+      await sink.close();
+      assert.deepEqual(settled, [...Array(200).keys()]);
+      const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as { seq: number }[];
+      assert.deepEqual(
+        index.map((e) => e.seq),
+        [...Array(200).keys()],
+      );
+      const w = sink.writes;
+      assert.equal(sync === 0 ? w.pool : w.sync, 200, JSON.stringify(w));
+    });
+  }
 });
 
 describe('FolderSink resume points', () => {

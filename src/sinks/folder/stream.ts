@@ -76,8 +76,12 @@ export interface StreamFiles {
 /** What a stream writer needs from its sink. */
 export interface WriterContext {
   readonly fsync: boolean;
-  /** Frames up to this many bytes are written with synchronous calls (0: none; never with fsync). */
-  readonly syncWriteMax: number;
+  /** Whether a frame of `bytes` is written with synchronous calls now (counted by the sink). */
+  syncWrite(bytes: number): boolean;
+  /** Whether index lines may be appended with a synchronous call (synchronous writes on and not backed off). */
+  syncIndex(): boolean;
+  /** A synchronous write took `ms` (the sink turns them off for a while when it was slow). */
+  wroteSync(ms: number): void;
   readonly onConflict: OnConflict;
   readonly slots: Slots;
   /** A fresh temporary file name (no folder). */
@@ -219,9 +223,12 @@ export class StreamWriter {
     const { f } = e;
     const tmp = join(files.dir, this.#ctx.tmpName());
     try {
-      if (f.data.length <= this.#ctx.syncWriteMax) {
+      if (this.#ctx.syncWrite(f.data.length)) {
+        const t0 = monoMs();
         writeNewFileSync(tmp, f.data);
-        if (this.#placeSync(files, tmp, e)) return;
+        const placed = this.#placeSync(files, tmp, e);
+        this.#ctx.wroteSync(monoMs() - t0);
+        if (placed) return;
       } else {
         await writeNewFile(tmp, f.data, this.#ctx.fsync);
       }
@@ -400,7 +407,7 @@ export class StreamWriter {
       // With fsync on, the folder is flushed so that the new names are on disk before the lines naming them.
       if (files.dirHandle) await files.dirHandle.sync();
       const lines = batch.map((e) => indexLine(e.f, e.name));
-      await (this.#ctx.syncWriteMax > 0 ? files.index.appendLinesNow(lines) : files.index.appendLines(lines));
+      await (this.#ctx.syncIndex() ? files.index.appendLinesNow(lines) : files.index.appendLines(lines));
     } catch (err) {
       const first = batch[0]!.f;
       const fe = writeFailed(`cannot record frames of stream "${this.stream}" in ${files.index.path}`, err, {
