@@ -27,6 +27,7 @@ import {
 import { LineLog } from './folder/log.js';
 import { firstName, ON_CONFLICT, type OnConflict } from './folder/naming.js';
 import { type StreamFiles, StreamWriter, type WriterContext } from './folder/stream.js';
+import { SyncWrites } from './folder/sync-writes.js';
 
 export type { OnConflict } from './folder/naming.js';
 export type { IndexEntry } from './folder/stream.js';
@@ -82,13 +83,17 @@ export interface FolderSinkOptions {
    * the process (70-300 us for a 123 KB JPEG into the page cache on a small machine), but it saves the
    * thread-pool round trips, which cost more than the write itself: about a third less CPU per frame and
    * more frames per second (docs/benchmarks.md), and a lockstep protocol with one frame in flight (ImageZMQ's
-   * REQ/REP) waits less. Larger frames, and every frame for `syncBackoffMs` after a synchronous write took
-   * longer than `syncWriteSlowMs` (a slow or saturated disk, a network file system), are written on the
-   * thread pool, several at once (`writeConcurrency`), so that the event loop is not held up. 0 writes every
-   * frame on the thread pool. Ignored with `fsync`. Default 1 MiB.
+   * REQ/REP) waits less. Larger frames, and every frame for `syncBackoffMs` once synchronous writes took
+   * longer than `syncWriteSlowMs` on average (a slow or saturated disk, a network file system), are written
+   * on the thread pool, several at once (`writeConcurrency`), so that the event loop is not held up. 0 writes
+   * every frame on the thread pool. Ignored with `fsync`. Default 1 MiB.
    */
   syncWriteMaxBytes?: number;
-  /** A synchronous write slower than this (ms) turns synchronous writes off for `syncBackoffMs`. Default 4. */
+  /**
+   * When the recent synchronous writes took longer than this on average (ms; a moving average, so that one
+   * write stalled by a busy machine does not count), synchronous writes are off for `syncBackoffMs`.
+   * Default 3.
+   */
   syncWriteSlowMs?: number;
   /** How long synchronous writes stay off after a slow one (ms). Default 2000. */
   syncBackoffMs?: number;
@@ -96,7 +101,7 @@ export interface FolderSinkOptions {
 
 export const DEFAULT_WRITE_CONCURRENCY = 16;
 export const DEFAULT_SYNC_WRITE_MAX_BYTES = 1024 * 1024;
-const DEFAULT_SYNC_WRITE_SLOW_MS = 4;
+const DEFAULT_SYNC_WRITE_SLOW_MS = 3;
 const DEFAULT_SYNC_BACKOFF_MS = 2000;
 const DEFAULT_IDLE_CLOSE_MS = 60_000;
 const INDEX_FILE = 'index.jsonl';
@@ -171,12 +176,7 @@ export class FolderSink implements Sink {
   readonly #inFlight = new Set<Promise<unknown>>();
   #sweeper: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
-  readonly #syncMax: number;
-  readonly #syncSlowMs: number;
-  readonly #syncBackoffMs: number;
-  /** monoMs() until which frames are written on the thread pool (a synchronous write was slow). */
-  #syncOffUntil = 0;
-  readonly #writes = { sync: 0, pool: 0, slowSync: 0 };
+  readonly #syncWrites: SyncWrites;
 
   constructor(outDir: string, options: FolderSinkOptions = {}) {
     checkOptions(options);
@@ -186,26 +186,14 @@ export class FolderSink implements Sink {
     this.#latest = options.latest ?? true;
     this.#idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
     this.frameConcurrency = options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY;
-    this.#syncMax = this.#fsync ? 0 : (options.syncWriteMaxBytes ?? DEFAULT_SYNC_WRITE_MAX_BYTES);
-    this.#syncSlowMs = options.syncWriteSlowMs ?? DEFAULT_SYNC_WRITE_SLOW_MS;
-    this.#syncBackoffMs = options.syncBackoffMs ?? DEFAULT_SYNC_BACKOFF_MS;
+    this.#syncWrites = new SyncWrites(
+      this.#fsync ? 0 : (options.syncWriteMaxBytes ?? DEFAULT_SYNC_WRITE_MAX_BYTES),
+      options.syncWriteSlowMs ?? DEFAULT_SYNC_WRITE_SLOW_MS,
+      options.syncBackoffMs ?? DEFAULT_SYNC_BACKOFF_MS,
+    );
     this.#ctx = {
       fsync: this.#fsync,
-      syncWrite: (bytes) => {
-        const sync = bytes <= this.#syncMax && (this.#syncOffUntil === 0 || monoMs() >= this.#syncOffUntil);
-        if (sync) this.#writes.sync++;
-        else this.#writes.pool++;
-        return sync;
-      },
-      syncIndex: () => this.#syncMax > 0 && this.#syncOffUntil === 0,
-      wroteSync: (ms) => {
-        if (ms > this.#syncSlowMs) {
-          this.#writes.slowSync++;
-          this.#syncOffUntil = monoMs() + this.#syncBackoffMs;
-        } else if (this.#syncOffUntil !== 0 && monoMs() >= this.#syncOffUntil) {
-          this.#syncOffUntil = 0;
-        }
-      },
+      syncWrites: this.#syncWrites,
       onConflict: options.onConflict ?? 'keep-both',
       slots: new Slots(this.frameConcurrency),
       tmpName: () => `${TEMP_PREFIX}${this.#tmpTag}-${(++this.#tmpCounter).toString(36)}`,
@@ -426,11 +414,11 @@ export class FolderSink implements Sink {
   }
 
   /**
-   * Frames written so far with synchronous calls (`sync`) and on the thread pool (`pool`), and the
-   * synchronous writes that were slower than `syncWriteSlowMs` (each turned them off for `syncBackoffMs`).
+   * Frames written so far with synchronous calls (`sync`) and on the thread pool (`pool`), and how often
+   * synchronous writes were found slow (`slowSync`: each time they were turned off for `syncBackoffMs`).
    */
   get writes(): { sync: number; pool: number; slowSync: number } {
-    return { ...this.#writes };
+    return this.#syncWrites.counts;
   }
 
   /** Stream folders with open files now (streams idle for `idleCloseMs` are closed). */

@@ -38,6 +38,7 @@ import {
 } from './fs.js';
 import type { LineLog } from './log.js';
 import { alternativeName, firstName, MAX_ALTERNATIVES, type OnConflict } from './naming.js';
+import type { SyncWrites } from './sync-writes.js';
 
 /** One line of `OUT/<stream>/index.jsonl`. */
 export interface IndexEntry {
@@ -76,12 +77,8 @@ export interface StreamFiles {
 /** What a stream writer needs from its sink. */
 export interface WriterContext {
   readonly fsync: boolean;
-  /** Whether a frame of `bytes` is written with synchronous calls now (counted by the sink). */
-  syncWrite(bytes: number): boolean;
-  /** Whether index lines may be appended with a synchronous call (synchronous writes on and not backed off). */
-  syncIndex(): boolean;
-  /** A synchronous write took `ms` (the sink turns them off for a while when it was slow). */
-  wroteSync(ms: number): void;
+  /** Which frames are written with synchronous calls. */
+  readonly syncWrites: SyncWrites;
   readonly onConflict: OnConflict;
   readonly slots: Slots;
   /** A fresh temporary file name (no folder). */
@@ -223,11 +220,11 @@ export class StreamWriter {
     const { f } = e;
     const tmp = join(files.dir, this.#ctx.tmpName());
     try {
-      if (this.#ctx.syncWrite(f.data.length)) {
+      if (this.#ctx.syncWrites.use(f.data.length)) {
         const t0 = monoMs();
         writeNewFileSync(tmp, f.data);
         const placed = this.#placeSync(files, tmp, e);
-        this.#ctx.wroteSync(monoMs() - t0);
+        this.#ctx.syncWrites.took(monoMs() - t0);
         if (placed) return;
       } else {
         await writeNewFile(tmp, f.data, this.#ctx.fsync);
@@ -407,7 +404,9 @@ export class StreamWriter {
       // With fsync on, the folder is flushed so that the new names are on disk before the lines naming them.
       if (files.dirHandle) await files.dirHandle.sync();
       const lines = batch.map((e) => indexLine(e.f, e.name));
-      await (this.#ctx.syncIndex() ? files.index.appendLinesNow(lines) : files.index.appendLines(lines));
+      await (this.#ctx.syncWrites.index()
+        ? files.index.appendLinesNow(lines)
+        : files.index.appendLines(lines));
     } catch (err) {
       const first = batch[0]!.f;
       const fe = writeFailed(`cannot record frames of stream "${this.stream}" in ${files.index.path}`, err, {
