@@ -4,6 +4,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { FramewireError } from '../errors.js';
+import type { PartialBudget } from '../protocol/decoder.js';
 import type { StreamDecl } from '../protocol/messages.js';
 import type { ConnectionInfo, ReceivedFrame, ReceivedMessage, ReceiverInfo, StreamInfo } from '../types.js';
 import type { ServerSettings } from './limits.js';
@@ -32,6 +33,8 @@ export interface ReceiverHost extends ReceiverInfo {
   readonly options: ServerSettings;
   /** Bytes received and not yet stored, all connections together. */
   readonly pendingTotal: number;
+  /** What the decoders of all connections hold of messages still arriving (maxPartialBytes). */
+  readonly partialBudget: PartialBudget;
   emit: EventEmitter<ServerEvents>['emit'];
   /** Reports a problem that does not stop the server ('warning'). */
   warn(err: FramewireError): void;

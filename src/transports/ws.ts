@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { type ErrorCode, FramewireError, isErrorCode, toFramewireError } from '../errors.js';
 import { HEADER_BYTES, type Limits, MessageType } from '../protocol/constants.js';
-import { Decoder } from '../protocol/decoder.js';
+import { Decoder, type DecoderIntake } from '../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
 import { describeSocketError, listenServer } from './tcp.js';
 import { tlsError } from './tls.js';
@@ -144,9 +144,14 @@ export class WsConnection extends EventEmitter implements Connection {
     });
     ws.on('close', (code: number, reason: Buffer) => {
       this.done = true;
+      this.decoder.dispose();
       this.emit('close', this.closeErr ?? closeError(code, reason.toString('utf8'), this.remote));
     });
     socket.on('drain', () => this.emit('drain'));
+  }
+
+  get intake(): DecoderIntake {
+    return this.decoder;
   }
 
   get congested(): boolean {
