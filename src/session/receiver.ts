@@ -89,7 +89,12 @@ export class ReceiverSession extends SessionDelivery {
     this.lastHeard = monoMs();
     if (this.finished) return;
     try {
-      if (!this.handshaken && m.type === MessageType.ERROR && this.pendingHello && m.body.code === 'ERR_AUTH') {
+      if (
+        !this.handshaken &&
+        m.type === MessageType.ERROR &&
+        this.pendingHello &&
+        m.body.code === 'ERR_AUTH'
+      ) {
         // The sender found this receiver's proof wrong (the tokens differ) and sent no proof of its own.
         throw authError(`wrong token: ${this.remote} says this receiver does not prove the same token`);
       }
