@@ -34,6 +34,7 @@ const FINAL_CODES = new Set<string>([
   'ERR_FRAME_TOO_LARGE',
   'ERR_META_TOO_LARGE',
   'ERR_MESSAGE_TOO_LARGE',
+  'ERR_EARLY_DATA',
 ]);
 
 /** The connection layer of FramewireClient (client.ts), over its window. */
