@@ -77,33 +77,30 @@ test('wall-clock times follow a step of the system clock; durations do not jump'
     const after = await next('after');
     const elapsedMs = performance.now() - t0;
 
-    // libfaketime really stepped the child's system clock (else this test shows nothing).
-    const dateStep = after.dateMs - before.dateMs;
-    assert.ok(
-      dateStep > STEP_S * 1000 && dateStep < STEP_S * 1000 + elapsedMs + 1000,
-      `Date.now() moved ${dateStep} ms`,
-    );
-    // The duration across the step, on the monotonic clock, is the real one: no jump.
+    // All differences are between two readings of the child, except elapsedMs, the parent's time between
+    // the two lines (which, with the pipe's delays on a busy machine, may differ from the child's by a bit).
     const monoStep = after.monoMs - before.monoMs;
+    // libfaketime really stepped the child's system clock (else this test shows nothing).
+    const dateStep = after.dateMs - before.dateMs - monoStep;
+    assert.ok(Math.abs(dateStep - STEP_S * 1000) < 50, `Date.now() moved ${dateStep} ms beside the duration`);
+    // The duration across the step, on the monotonic clock, is the real one: no jump of STEP_S.
     assert.ok(
-      monoStep >= 0 && monoStep <= elapsedMs + 50,
+      monoStep >= 0 && monoStep < elapsedMs + 5000,
       `monoMs moved ${monoStep} ms in ${elapsedMs} real ms`,
     );
     // The wall clock moved by the step plus the real time between the readings.
     const wallJump = (after.wallUs - before.wallUs) / 1000 - monoStep;
     assert.ok(Math.abs(wallJump - STEP_S * 1000) < 50, `wallUs jumped ${wallJump} ms beside the duration`);
     assert.ok(Math.abs(after.wallMinusMonoMs - before.wallMinusMonoMs - STEP_S * 1000) < 50);
-    // So did the frame's receive and capture times.
-    const recvJump = (after.receivedUs - before.receivedUs) / 1000;
-    assert.ok(
-      recvJump > STEP_S * 1000 - 50 && recvJump < STEP_S * 1000 + elapsedMs + 50,
-      `receivedUs moved ${recvJump} ms`,
-    );
-    const capJump = (after.captureUs - before.captureUs) / 1000;
-    assert.ok(
-      capJump > STEP_S * 1000 - 50 && capJump < STEP_S * 1000 + elapsedMs + 50,
-      `captureUs moved ${capJump} ms`,
-    );
+    // So did the times of the frame sent after the step: they lie between the reading before the step plus
+    // the step, and the reading after it.
+    const low = before.wallUs + STEP_S * 1_000_000 - 50_000;
+    for (const key of ['captureUs', 'receivedUs'] as const) {
+      assert.ok(
+        after[key] >= low && after[key] <= after.wallUs + 1000,
+        `${key} ${after[key]} within [${low}, ${after.wallUs}] (before the step: ${before[key]})`,
+      );
+    }
     // What the timestamps were before (performance.timeOrigin + performance.now()) never sees the step: the
     // assertions above fail for it.
     const oldJump = (after.oldUs - before.oldUs) / 1000 - monoStep;
