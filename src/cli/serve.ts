@@ -21,6 +21,7 @@ import {
   tokenOption,
 } from './common.js';
 import { parseMtu, udpListenOptions } from './udp-options.js';
+import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 /** Adds `framewire serve` to the program. */
 export function registerServe(program: Command, ctx: CommandContext): void {
@@ -83,6 +84,8 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       'serve the viewer over https with this certificate (PEM): phones need it for /capture',
     )
     .option('--view-key <file>', 'private key (PEM) of --view-cert')
+    .addOption(viewHostOption())
+    .addOption(viewTokenOption())
     .addOption(tokenOption())
     .option('--cert <file>', 'TLS certificate (PEM) for tls:// and wss:// endpoints')
     .option('--key <file>', 'TLS private key (PEM) for tls:// and wss:// endpoints')
@@ -145,6 +148,8 @@ async function serveCommand(
     foxglove?: { host: string; port: number };
     viewCert?: string;
     viewKey?: string;
+    viewHost?: string[];
+    viewToken?: string;
     sync?: string[];
     tolerance: number;
     maxWait: number;
@@ -163,6 +168,7 @@ async function serveCommand(
   let syncSink: SyncSink | undefined;
   try {
     const sinks = [];
+    const guard = viewGuard(opts, !!opts.view);
     // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
     if (opts.view) {
       const viewCert = readPem('--view-cert', opts.viewCert);
@@ -174,6 +180,7 @@ async function serveCommand(
       }
       viewer = await createViewer({
         ...opts.view,
+        ...guard,
         ...(viewCert && viewKey ? { tls: { cert: viewCert, key: viewKey } } : {}),
       });
       sinks.push(viewer);
