@@ -19,8 +19,9 @@ import {
 import { FolderSink } from '../sinks/folder.js';
 import { createViewer, type ViewerSink } from '../sinks/viewer.js';
 import { ffmpegSource } from '../sources/ffmpeg.js';
-import { abortPromise, type CommandContext, EXIT, line, parsePositive, reportError } from './common.js';
+import { abortPromise, type CommandContext, EXIT, line, reportError } from './common.js';
 import { viewAddress } from './serve.js';
+import { parseFps, parseQuality, wxhOption } from './values.js';
 
 const DEFAULT_VIEW = { host: '127.0.0.1', port: 8080 };
 const DEFAULT_LISTEN = 'tcp://127.0.0.1:7070';
@@ -52,19 +53,10 @@ export function registerDemo(program: Command, ctx: CommandContext): void {
     .addOption(
       new Option('--size <WxH>', 'picture size of the test cameras')
         .default('640x480')
-        .argParser((v: string) => {
-          if (!/^\d{2,5}x\d{2,5}$/.test(v)) throw new Error(`--size "${v}" is not WxH, e.g. 640x480`);
-          return v;
-        }),
+        .argParser(wxhOption('--size')),
     )
-    .addOption(
-      new Option('--fps <n>', 'frames per second of each camera')
-        .argParser(parsePositive('--fps'))
-        .default(15),
-    )
-    .addOption(
-      new Option('--quality <n>', 'JPEG quality 1..100').argParser(parsePositive('--quality')).default(80),
-    )
+    .addOption(new Option('--fps <n>', 'frames per second of each camera').argParser(parseFps).default(15))
+    .addOption(new Option('--quality <n>', 'JPEG quality 1..100').argParser(parseQuality).default(80))
     .option('-q, --quiet', 'print only the viewer URL and errors')
     .action(async (opts: DemoOptions) => {
       ctx.setExit(await demoCommand(opts, ctx));

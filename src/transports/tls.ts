@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import { FramewireError } from '../errors.js';
 import { StreamConnection } from './stream.js';
 import { connectSocket, listenServer } from './tcp.js';
-import type { Connection, Listener, Transport, TransportOptions } from './types.js';
+import type { Connection, Listener, TlsClientOptions, Transport, TransportOptions } from './types.js';
 import { hostOf, portOf } from './url.js';
 
 export function tlsError(err: NodeJS.ErrnoException, target: string): FramewireError | undefined {
@@ -22,6 +22,31 @@ export function tlsError(err: NodeJS.ErrnoException, target: string): FramewireE
   return undefined;
 }
 
+/**
+ * The CAs a sender trusts: Node's bundled root CAs plus `ca`. Node's own `ca` option *replaces* the roots
+ * (https://nodejs.org/api/tls.html#tlscreatesecurecontextoptions), so they are listed here too: `ca`
+ * adds to them, as docs/security.md says. Without `ca`, Node's default (the same roots) applies.
+ */
+export function trustedCas(ca: TlsClientOptions['ca']): (string | Buffer)[] | undefined {
+  if (ca === undefined) return undefined;
+  return [...tls.rootCertificates, ca];
+}
+
+/** The node:tls options of a sender's connection to `host:port` (also used by wss://). */
+export function tlsClientOptions(host: string, port: number, t: TlsClientOptions): tls.ConnectionOptions {
+  const ca = trustedCas(t.ca);
+  return {
+    host,
+    port,
+    ...(ca ? { ca } : {}),
+    ...(t.cert ? { cert: t.cert } : {}),
+    ...(t.key ? { key: t.key } : {}),
+    servername: t.servername ?? (/^[\d.:]+$/.test(host) ? undefined : host),
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+  };
+}
+
 export const tlsTransport: Transport = {
   schemes: ['tls'],
   async connect(url: URL, options: TransportOptions): Promise<Connection> {
@@ -31,17 +56,7 @@ export const tlsTransport: Transport = {
     const t = options.tlsClient ?? {};
     try {
       const socket = await connectSocket(
-        () =>
-          tls.connect({
-            host,
-            port,
-            ...(t.ca ? { ca: t.ca } : {}),
-            ...(t.cert ? { cert: t.cert } : {}),
-            ...(t.key ? { key: t.key } : {}),
-            servername: t.servername ?? (/^[\d.:]+$/.test(host) ? undefined : host),
-            rejectUnauthorized: true,
-            minVersion: 'TLSv1.2',
-          }),
+        () => tls.connect(tlsClientOptions(host, port, t)),
         target,
         options,
         'secureConnect',
