@@ -21,6 +21,7 @@ import {
 } from '../sources/ffmpeg.js';
 import { folderSource } from '../sources/folder.js';
 import { readTimesFile } from '../sources/times.js';
+import { schemeOf } from './applicability.js';
 import {
   type CommandContext,
   type CommonNet,
@@ -36,7 +37,7 @@ import { legacySchemeOf, legacySendCommand } from './legacy.js';
 import { formatSummary, Progress } from './progress.js';
 import { checkSendOptions } from './send-options.js';
 import { formatClock, StatusLine } from './status-line.js';
-import { withUdpOptions } from './udp-options.js';
+import { udpLatencyMs, withUdpOptions } from './udp-options.js';
 import {
   parseFps,
   parseLatency,
@@ -305,7 +306,12 @@ async function sendCommand(
         what = `${rest.length} remaining files`;
       }
     }
-    log(`sending ${what} to ${opts.to} as stream ${streamName} (${mode})`);
+    // Over udp:// a live frame has a latency budget: --latency or the URL's ?latency= (one setting).
+    const budget =
+      mode === 'live' && schemeOf(opts.to) === 'udp'
+        ? `, frames not delivered within ${opts.latency ?? udpLatencyMs(opts.to)} ms are dropped`
+        : '';
+    log(`sending ${what} to ${opts.to} as stream ${streamName} (${mode}${budget})`);
     // The status line replaces the progress display; the summary is printed either way.
     const showProgress = opts.progress && !opts.quiet && !opts.stats;
     progress = showProgress ? new Progress({ total, stream: io.stderr, label: streamName }) : undefined;

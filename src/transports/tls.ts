@@ -14,10 +14,16 @@ export function tlsError(err: NodeJS.ErrnoException, target: string): FramewireE
     code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
     /certificate|SSL|TLS/i.test(err.message)
   ) {
-    return new FramewireError('ERR_TLS', `TLS with ${target} failed: ${err.message} (${code || 'no code'})`, {
-      hint: 'give the receiver certificate or its CA with --ca, and connect by the name in the certificate',
-      cause: err,
-    });
+    return new FramewireError(
+      'ERR_TLS',
+      `TLS with ${target} failed: ${err.message.trim()} (${code || 'no code'})`,
+      {
+        hint: /certificate required|unknown ca|bad certificate|certificate unknown/i.test(err.message)
+          ? 'the receiver asks for a client certificate signed by its --ca: give --cert FILE and --key FILE'
+          : 'give the receiver certificate or its CA with --ca, and connect by the name in the certificate',
+        cause: err,
+      },
+    );
   }
   return undefined;
 }
@@ -61,7 +67,8 @@ export const tlsTransport: Transport = {
         options,
         'secureConnect',
       );
-      return new StreamConnection(socket, options.limits);
+      // TLS 1.3 sends a refusal (no or a wrong client certificate) after the handshake: ERR_TLS, not a drop.
+      return new StreamConnection(socket, options.limits, true, (e) => tlsError(e, target));
     } catch (err) {
       const cause = (err as FramewireError).cause as NodeJS.ErrnoException | undefined;
       throw (cause && tlsError(cause, target)) ?? err;
