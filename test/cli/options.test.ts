@@ -4,7 +4,7 @@
  * before anything is opened. In-process through run(argv).
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { run } from '../../src/cli/run.js';
@@ -211,4 +211,24 @@ test('?latency= of a udp:// URL: checked before connecting, one setting with --l
     await serving;
   }
   assert.ok((await readdir(join(out, 'l'))).length > 0);
+});
+
+test('docs/cli.md lists the same options per command as the table in src/cli/applicability.ts', async () => {
+  const { OPTION_RULES } = await import('../../src/cli/applicability.js');
+  const md = await readFile(new URL('../../docs/cli.md', import.meta.url), 'utf8');
+  const section = md.slice(md.indexOf('## Which options apply where'));
+  const documented = new Map<string, Set<string>>();
+  for (const row of section.matchAll(/^\| `(\w+)` \| (.+?) \| .+ \|$/gm)) {
+    const flags = [...row[2]!.matchAll(/`(--[a-z-]+)`/g)].map((m) => m[1]!);
+    const set = documented.get(row[1]!) ?? new Set<string>();
+    for (const f of flags) set.add(f);
+    documented.set(row[1]!, set);
+  }
+  for (const [command, rules] of Object.entries(OPTION_RULES)) {
+    assert.deepEqual(
+      [...(documented.get(command) ?? [])].sort(),
+      rules.map((r) => r.flag).sort(),
+      `docs/cli.md table for ${command}`,
+    );
+  }
 });
