@@ -14,7 +14,10 @@ export const SECURE = ['tls', 'wss'] as const;
 /** Endpoints that cannot check a token: the seed formats and ImageZMQ carry none. */
 export const NO_TOKEN = ['legacy-udp', 'legacy-tcp', 'legacy-json', 'izmq', 'izmq+sub', 'izmq+pub'] as const;
 
-/** What a command was given, as a set of facts: schemes (`tcp`), inputs (`input:files`), options (`--out`). */
+/**
+ * What a command was given, as a set of facts: schemes (`tcp`), inputs (`input:files`, `input:ffmpeg`, and
+ * `input:video` for a video file or http(s) URL), options given (`--out`).
+ */
 export type Facts = ReadonlySet<string>;
 
 export interface OptionRule {
@@ -33,6 +36,8 @@ const rule = (flag: string, key: string, ...when: (readonly string[])[]): Option
 
 const FILES = ['input:files'];
 const FFMPEG = ['input:ffmpeg'];
+/** A video file or an http(s) video URL: what ffmpeg can read again (--loop) or at its own pace (--realtime). */
+const VIDEO = ['input:video'];
 
 /** The table. Options not listed apply everywhere. */
 export const OPTION_RULES: Readonly<Record<string, readonly OptionRule[]>> = {
@@ -42,7 +47,8 @@ export const OPTION_RULES: Readonly<Record<string, readonly OptionRule[]>> = {
     rule('--stream', 'stream', [...NATIVE, 'legacy-tcp', 'izmq', 'izmq+pub']),
     rule('--size', 'size', FFMPEG),
     rule('--quality', 'quality', FFMPEG),
-    rule('--realtime', 'realtime', FFMPEG),
+    rule('--realtime', 'realtime', VIDEO),
+    rule('--loop', 'loop', [...FILES, ...VIDEO]),
     rule('--times', 'times', NATIVE, FILES),
     rule('--stats', 'stats', NATIVE),
     rule('--retry-for', 'retryFor', [...NATIVE, 'legacy-tcp', 'izmq', 'izmq+pub']),
@@ -102,6 +108,7 @@ export function given(cmd: Command, key: string): boolean {
 function describeFact(f: string): string {
   if (f === 'input:files') return 'folders, globs and image files';
   if (f === 'input:ffmpeg') return 'video files, cameras, URLs and test patterns';
+  if (f === 'input:video') return 'video files and http(s) video URLs';
   if (f.startsWith('--')) return `with ${f}`;
   return `${f}://`;
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { FramewireError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../protocol/constants.js';
-import { isFfmpegInput } from '../sources/ffmpeg.js';
+import { isFfmpegInput, parseFfmpegInput } from '../sources/ffmpeg.js';
 import { parseUdpOptions } from '../transports/udp/options.js';
 import { checkApplicable, factsOf, schemeOf } from './applicability.js';
 import { checkClientCert } from './common.js';
@@ -37,7 +37,11 @@ export function checkSendOptions(
     );
   }
   const scheme = schemeOf(opts.to);
-  const facts = factsOf(cmd, [scheme], [viaFfmpeg ? 'input:ffmpeg' : 'input:files']);
+  const kind = viaFfmpeg ? parseFfmpegInput(inputs[0] ?? '')?.kind : undefined;
+  const inputFacts = viaFfmpeg
+    ? ['input:ffmpeg', ...(kind === 'file' || kind === 'http' ? ['input:video'] : [])]
+    : ['input:files'];
+  const facts = factsOf(cmd, [scheme], inputFacts);
   checkApplicable('send', cmd, facts, `${opts.to} and ${viaFfmpeg ? inputs[0] : 'image files'}`);
   checkClientCert(opts);
   // A bad udp:// URL parameter (?latency=abc) is a usage error now, not a reason to keep reconnecting.
