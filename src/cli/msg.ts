@@ -1,6 +1,6 @@
 /** `framewire msg`: send JSON messages. */
 import { type Command, Option } from 'commander';
-import { connect } from '../index.js';
+import { connect, FramewireError } from '../index.js';
 import { checkApplicable, factsOf, schemeOf } from './applicability.js';
 import {
   type CommandContext,
@@ -13,7 +13,6 @@ import {
   reportError,
   sendJsonLines,
   tokenOption,
-  UsageError,
 } from './common.js';
 import { legacyMsgCommand, legacySchemeOf } from './legacy.js';
 import { parseRetryFor } from './values.js';
@@ -70,7 +69,11 @@ async function msgCommand(
   let ref: { stream: string; seq: number } | undefined;
   if (opts.ref !== undefined) {
     const m = /^(.+):(\d+)$/.exec(opts.ref);
-    if (!m) throw new UsageError(`--ref "${opts.ref}" must look like STREAM:SEQ, e.g. cam0:41`);
+    if (!m)
+      throw new FramewireError(
+        'ERR_BAD_OPTION',
+        `--ref "${opts.ref}" must look like STREAM:SEQ, e.g. cam0:41`,
+      );
     ref = { stream: m[1]!, seq: Number(m[2]) };
   }
   // Check the argument before connecting, so a typo fails at once.

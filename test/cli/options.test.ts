@@ -171,6 +171,7 @@ test('out-of-range and malformed values are usage errors that name the option', 
     [['send', frames, '--to', 'tcp://127.0.0.1:9', '--fps', '1e3'], /--fps must be a number/],
     [['msg', '--to', 'tcp://127.0.0.1:9', '--retry-for', '0', '[1]'], /--retry-for must be a number above 0/],
     [['consume', 'nats://127.0.0.1:9', '--ack-wait', '0s'], /--ack-wait must be above 0/],
+    [['msg', '--to', 'tcp://127.0.0.1:9', '--ref', 'cam0', '[1]'], /--ref "cam0" must look like STREAM:SEQ/],
   ];
   for (const [argv, re] of cases) assert.match(await usage(argv), re, argv.join(' '));
 });
