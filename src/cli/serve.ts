@@ -41,7 +41,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     )
     .option('-o, --out <dir>', 'save frames to DIR/<stream>/ and messages to DIR/messages.jsonl')
     .addOption(
-      new Option('--max-frame-bytes <size>', 'largest frame accepted (1B..4GiB)')
+      new Option('--max-frame-bytes <size>', 'largest frame accepted (1B..4GiB-1)')
         .argParser(parseMaxFrameBytes)
         .default(64 * 1024 * 1024, '64MiB'),
     )
@@ -51,7 +51,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         .default(16 * 1024, '16KiB'),
     )
     .addOption(
-      new Option('--max-message-bytes <size>', 'largest JSON message accepted (2B..4GiB)')
+      new Option('--max-message-bytes <size>', 'largest JSON message accepted (2B..4GiB-1)')
         .argParser(parseMaxMessageBytes)
         .default(1024 * 1024, '1MiB'),
     )

@@ -33,25 +33,26 @@ test('--ca is added to the system root CAs: the options list every root and then
   assert.equal(trustedCas(undefined), undefined);
 });
 
-test('a receiver whose certificate is signed by the --ca CA is trusted; without --ca it is not', async () => {
-  const server = await createServer({
-    listen: 'tls://127.0.0.1:0',
-    tls: { cert: await readFile(pki.serverCert), key: await readFile(pki.serverKey) },
-  });
-  let frames = 0;
-  server.on('frame', () => frames++);
-  try {
-    const url = `tls://127.0.0.1:${server.port}`;
-    await assert.rejects(connect(url, { retryForMs: 200 }), (err: FramewireError) => {
-      assert.equal(err.code, 'ERR_TLS');
-      return true;
+for (const scheme of ['tls', 'wss'] as const)
+  test(`${scheme}://: a receiver whose certificate is signed by the --ca CA is trusted; without --ca it is not`, async () => {
+    const server = await createServer({
+      listen: `${scheme}://127.0.0.1:0`,
+      tls: { cert: await readFile(pki.serverCert), key: await readFile(pki.serverKey) },
     });
-    const client = await connect(url, { tls: { ca: await readFile(pki.caCert) } });
-    const st = client.stream('signed');
-    for (let i = 0; i < 5; i++) await st.send({ data: payload(i, 10_000) });
-    await client.close();
-    assert.equal(frames, 5);
-  } finally {
-    await server.close();
-  }
-});
+    let frames = 0;
+    server.on('frame', () => frames++);
+    try {
+      const url = `${scheme}://127.0.0.1:${server.port}`;
+      await assert.rejects(connect(url, { retryForMs: 200 }), (err: FramewireError) => {
+        assert.equal(err.code, 'ERR_TLS');
+        return true;
+      });
+      const client = await connect(url, { tls: { ca: await readFile(pki.caCert) } });
+      const st = client.stream('signed');
+      for (let i = 0; i < 5; i++) await st.send({ data: payload(i, 10_000) });
+      await client.close();
+      assert.equal(frames, 5);
+    } finally {
+      await server.close();
+    }
+  });
