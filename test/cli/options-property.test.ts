@@ -11,7 +11,7 @@ import { run } from '../../src/cli/run.js';
 import { parseByteSize } from '../../src/sizes.js';
 import { capture } from '../helpers/cli.js';
 
-type Kind = 'int' | 'number' | 'size' | 'duration-us' | 'duration-ms' | 'wxh';
+type Kind = 'int' | 'number' | 'size' | 'duration-us' | 'duration-ms' | 'wxh' | 'port';
 interface Spec {
   flag: string;
   kind: Kind;
@@ -66,6 +66,9 @@ const SPECS: Spec[] = [
     max: 7 * 86_400_000,
     argv: (a) => ['consume', 'nats://127.0.0.1:9', a],
   },
+  { flag: '--view', kind: 'port', min: 0, max: 65535, argv: (a) => ['serve', a] },
+  { flag: '--foxglove', kind: 'port', min: 0, max: 65535, argv: (a) => ['consume', 'nats://127.0.0.1:9', a] },
+  { flag: '--view', kind: 'port', min: 0, max: 65535, argv: (a) => ['demo', a] },
 ];
 
 function inRange(s: Spec, n: number): boolean {
@@ -96,6 +99,11 @@ function mayBeValid(s: Spec, v: string): boolean {
       ];
       if (unit === undefined) return false;
       return inRange(s, Number(m[1]) * unit * (s.kind === 'duration-us' ? 1000 : 1));
+    }
+    case 'port': {
+      // HOST:PORT, or a bare PORT (on 127.0.0.1).
+      const m = /(?:^|:)(\d+)$/.exec(t);
+      return !!m && inRange(s, Number(m[1]));
     }
     case 'wxh': {
       const m = /^(\d+)x(\d+)$/.exec(t);
@@ -135,7 +143,14 @@ function badValues(s: Spec): fc.Arbitrary<string> {
               .map(([w, h]) => `${w}x${h}`),
             fc.constantFrom('0x0', '10x', 'x10', '640X480', '640x480x3', '-1x5'),
           )
-        : fc.constantFrom('-1ms', '99999h', '1 fortnight');
+        : s.kind === 'port'
+          ? fc.oneof(
+              fc.integer({ min: 65536, max: 1e9 }).map((n) => `127.0.0.1:${n}`),
+              fc.integer({ min: 1, max: 1e6 }).map((n) => `127.0.0.1:-${n}`),
+              fc.integer({ min: 0, max: 65535 }).map((n) => `localhost:${n}.5`),
+              fc.constantFrom('127.0.0.1', '127.0.0.1:', '127.0.0.1:http'),
+            )
+          : fc.constantFrom('-1ms', '99999h', '1 fortnight');
   return fc.oneof(numeric, garbage, sized).filter((v) => !mayBeValid(s, v));
 }
 
