@@ -11,6 +11,7 @@ import { JetStreamSource, parseStartFrom, type StartFrom } from '../sources/jets
 import { checkApplicable, factsOf } from './applicability.js';
 import { type CommandContext, collect, line, reportError } from './common.js';
 import { busTls, viewAddress } from './serve.js';
+import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 function option<T>(parse: (v: string) => T) {
   return (v: string): T => {
@@ -52,6 +53,8 @@ export function registerConsume(program: Command, ctx: CommandContext): void {
     .option('-o, --out <dir>', 'save frames to DIR/<stream>/ and messages to DIR/messages.jsonl, each once')
     .option('--fsync', 'flush every frame to disk before acknowledging it to the bus')
     .option('--view <host:port>', 'serve the live viewer page, MJPEG and metrics', viewAddress)
+    .addOption(viewHostOption())
+    .addOption(viewTokenOption())
     .option(
       '--foxglove <host:port>',
       'serve the streams and messages to Foxglove or Lichtblick (Foxglove WebSocket protocol), e.g. 127.0.0.1:8765',
@@ -95,6 +98,8 @@ async function consumeCommand(
     out?: string;
     fsync?: boolean;
     view?: { host: string; port: number };
+    viewHost?: string[];
+    viewToken?: string;
     foxglove?: { host: string; port: number };
     ackWait: number;
     busCa?: string;
@@ -113,8 +118,9 @@ async function consumeCommand(
   let fox: FoxgloveSink | undefined;
   try {
     const from = typeof opts.from === 'string' ? parseStartFrom(opts.from) : opts.from;
+    const guard = viewGuard(opts, !!opts.view);
     if (opts.view) {
-      viewer = await createViewer(opts.view);
+      viewer = await createViewer({ ...opts.view, ...guard });
       sinks.push(viewer);
     }
     if (opts.foxglove) {

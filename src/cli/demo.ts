@@ -22,6 +22,7 @@ import { ffmpegSource } from '../sources/ffmpeg.js';
 import { abortPromise, type CommandContext, EXIT, line, reportError } from './common.js';
 import { viewAddress } from './serve.js';
 import { parseFps, parseQuality, wxhOption } from './values.js';
+import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 const DEFAULT_VIEW = { host: '127.0.0.1', port: 8080 };
 const DEFAULT_LISTEN = 'tcp://127.0.0.1:7070';
@@ -29,6 +30,8 @@ const DEFAULT_LISTEN = 'tcp://127.0.0.1:7070';
 interface DemoOptions {
   out?: string;
   view?: { host: string; port: number };
+  viewHost?: string[];
+  viewToken?: string;
   listen?: string;
   size: string;
   fps: number;
@@ -49,6 +52,8 @@ export function registerDemo(program: Command, ctx: CommandContext): void {
       'viewer address (default 127.0.0.1:8080, or a free port if busy)',
       viewAddress,
     )
+    .addOption(viewHostOption())
+    .addOption(viewTokenOption())
     .option('-l, --listen <url>', 'receiver endpoint (default tcp://127.0.0.1:7070, or a free port if busy)')
     .addOption(
       new Option('--size <WxH>', 'picture size of the test cameras')
@@ -118,7 +123,7 @@ async function demoCommand(opts: DemoOptions, io: CommandContext): Promise<numbe
     outDir ??= await mkdtemp(join(tmpdir(), 'framewire-demo-'));
     const view = opts.view ?? DEFAULT_VIEW;
     viewer = await withFallback(
-      (port) => createViewer({ host: view.host, port: Number(port) }),
+      (port) => createViewer({ host: view.host, port: Number(port), ...viewGuard(opts, true) }),
       String(view.port),
       opts.view ? undefined : '0',
     );

@@ -28,6 +28,7 @@ import {
   parseMtu,
   parseTolerance,
 } from './values.js';
+import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 /** Adds `framewire serve` to the program. */
 export function registerServe(program: Command, ctx: CommandContext): void {
@@ -90,6 +91,8 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       'serve the viewer over https with this certificate (PEM): phones need it for /capture',
     )
     .option('--view-key <file>', 'private key (PEM) of --view-cert')
+    .addOption(viewHostOption())
+    .addOption(viewTokenOption())
     .addOption(tokenOption())
     .option('--cert <file>', 'TLS certificate (PEM) for tls:// and wss:// endpoints')
     .option('--key <file>', 'TLS private key (PEM) for tls:// and wss:// endpoints')
@@ -161,6 +164,8 @@ async function serveCommand(
     foxglove?: { host: string; port: number };
     viewCert?: string;
     viewKey?: string;
+    viewHost?: string[];
+    viewToken?: string;
     sync?: string[];
     tolerance: number;
     maxWait: number;
@@ -179,6 +184,7 @@ async function serveCommand(
   let syncSink: SyncSink | undefined;
   try {
     const sinks = [];
+    const guard = viewGuard(opts, !!opts.view);
     // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
     if (opts.view) {
       const viewCert = readPem('--view-cert', opts.viewCert);
@@ -190,6 +196,7 @@ async function serveCommand(
       }
       viewer = await createViewer({
         ...opts.view,
+        ...guard,
         ...(viewCert && viewKey ? { tls: { cert: viewCert, key: viewKey } } : {}),
       });
       sinks.push(viewer);
