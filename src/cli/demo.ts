@@ -19,6 +19,7 @@ import {
 import { FolderSink } from '../sinks/folder.js';
 import { createViewer, type ViewerSink } from '../sinks/viewer.js';
 import { ffmpegSource } from '../sources/ffmpeg.js';
+import { parseSizeOption } from '../sources/ffmpeg-options.js';
 import { abortPromise, type CommandContext, EXIT, line, reportError } from './common.js';
 import { viewAddress } from './serve.js';
 import { parseFps, parseQuality, wxhOption } from './values.js';
@@ -139,7 +140,7 @@ async function demoCommand(opts: DemoOptions, io: CommandContext): Promise<numbe
     const visible = client.stream('visible', { kind: 'visible', mode: 'live' });
     const thermal = client.stream('thermal', { kind: 'infrared', mode: 'live' });
 
-    const [w, h] = opts.size.split('x').map(Number) as [number, number];
+    const { width: w, height: h } = parseSizeOption(opts.size);
     let lastVisible = -1;
     const camera = async (
       pattern: 'testsrc' | 'thermal',
