@@ -15,6 +15,7 @@
  * viewer-stats.ts (per-stream statistics), boxes.ts (detection boxes), viewer-page.ts (the page),
  * viewer-guard.ts (the Host allow-list and the viewer token), viewer-csp.ts (the pages' CSP).
  */
+
 import diagnostics_channel from 'node:diagnostics_channel';
 import {
   createServer as createHttpServer,
@@ -23,8 +24,9 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { type WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
 import { CHANNELS, type DisconnectEvent, type DropEvent, type StreamEvent } from '../diagnostics.js';
 import { FramewireError } from '../errors.js';
 import { jpegSize } from '../jpeg.js';
@@ -52,6 +54,8 @@ import {
   streamList,
   streamStats,
 } from './viewer-stats.js';
+
+const requireHere = createRequire(import.meta.url);
 
 // The parts, importable from here as before the split.
 export { type Box, extractBoxes } from './boxes.js';
@@ -212,6 +216,8 @@ export class ViewerSink implements Sink {
       if (!this.#guard.refuseRequest(req, res)) handleRequest(routes, req, res);
     };
     this.#http = options.tls ? createHttpsServer(options.tls, onRequest) : createHttpServer(onRequest);
+    // Required here, not at import: a process that never starts a viewer does not carry `ws`.
+    const { WebSocketServer } = requireHere('ws') as typeof import('ws');
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
     this.#http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket as Socket, head));
   }
