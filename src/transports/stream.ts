@@ -18,7 +18,13 @@ export class StreamConnection extends EventEmitter implements Connection {
   private closeError: FramewireError | undefined;
   private done = false;
 
-  constructor(socket: Socket, limits: Limits, verifyCrc = true) {
+  /** `socketError` names a socket error more precisely than ERR_CLOSED (tls.ts: a TLS alert is ERR_TLS). */
+  constructor(
+    socket: Socket,
+    limits: Limits,
+    verifyCrc = true,
+    socketError?: (err: NodeJS.ErrnoException) => FramewireError | undefined,
+  ) {
     super();
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
@@ -42,9 +48,11 @@ export class StreamConnection extends EventEmitter implements Connection {
     });
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.closeError ??= new FramewireError('ERR_CLOSED', `connection to ${this.remote}: ${err.message}`, {
-        cause: err,
-      });
+      this.closeError ??=
+        socketError?.(err) ??
+        new FramewireError('ERR_CLOSED', `connection to ${this.remote}: ${err.message}`, {
+          cause: err,
+        });
     });
     socket.on('close', () => {
       this.done = true;

@@ -19,7 +19,7 @@ import { HEADER_BYTES, type Limits, MessageType } from '../protocol/constants.js
 import { Decoder } from '../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
 import { describeSocketError, listenServer } from './tcp.js';
-import { tlsError } from './tls.js';
+import { tlsError, trustedCas } from './tls.js';
 import type { Connection, Listener, Transport, TransportOptions } from './types.js';
 import { hostOf } from './url.js';
 
@@ -288,7 +288,7 @@ function connectWs(url: URL, options: TransportOptions): Promise<Connection> {
       followRedirects: false,
       ...(secure
         ? {
-            ...(t.ca ? { ca: t.ca } : {}),
+            ...(t.ca ? { ca: trustedCas(t.ca) } : {}),
             ...(t.cert ? { cert: t.cert } : {}),
             ...(t.key ? { key: t.key } : {}),
             ...(t.servername ? { servername: t.servername } : {}),
