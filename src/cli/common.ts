@@ -2,9 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import { FramewireError } from '../index.js';
-import { parseByteSize, SIZE_SYNTAX } from '../sizes.js';
 
 export interface CliIO {
   stdout: NodeJS.WritableStream;
@@ -21,17 +20,6 @@ export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
 
 /** A command line that makes no sense: printed with a hint, exit code 2. */
 export class UsageError extends Error {}
-
-/** A commander argument parser for size options; one syntax everywhere (src/sizes.ts, docs/cli.md). */
-export function parseSize(v: string): number {
-  try {
-    return parseByteSize(v, 'size');
-  } catch (err) {
-    if (err instanceof FramewireError)
-      throw new InvalidArgumentError(`"${v}" is not a size (${SIZE_SYNTAX})`);
-    throw err;
-  }
-}
 
 export function collect(v: string, prev: string[] | undefined): string[] {
   return [...(prev ?? []), v];
