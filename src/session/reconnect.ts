@@ -34,6 +34,9 @@ const FINAL_CODES = new Set<string>([
   'ERR_FRAME_TOO_LARGE',
   'ERR_META_TOO_LARGE',
   'ERR_MESSAGE_TOO_LARGE',
+  // A setting the transport refuses (`udp://…?latency=abc`): no attempt will ever succeed.
+  'ERR_BAD_OPTION',
+  'ERR_BAD_URL',
 ]);
 
 /** The connection layer of FramewireClient (client.ts), over its window. */
