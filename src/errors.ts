@@ -59,6 +59,7 @@ export const ErrorCode = {
   IZMQ_SHAPE: 'ERR_IZMQ_SHAPE',
   // ffmpeg sources (src/sources/ffmpeg.ts)
   FFMPEG_NOT_FOUND: 'ERR_FFMPEG_NOT_FOUND',
+  FFMPEG_TOO_OLD: 'ERR_FFMPEG_TOO_OLD',
   SOURCE_STALLED: 'ERR_SOURCE_STALLED',
   // the UDP transport (src/transports/udp)
   REASSEMBLY_LIMIT: 'ERR_REASSEMBLY_LIMIT',

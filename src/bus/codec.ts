@@ -1,8 +1,8 @@
 /**
  * How a received frame or message travels as a JetStream message: the payload is the frame's bytes (or the
- * JSON text), the headers carry everything else. Pure functions; the NATS header type comes from the client.
+ * JSON text), the headers carry everything else. Pure functions; the NATS headers come from the client, loaded by connectBus() (bus/nats.ts) before any of these run.
  */
-import { type MsgHdrs, headers as natsHeaders } from '@nats-io/transport-node';
+import type { MsgHdrs } from '@nats-io/transport-node';
 import { FramewireError } from '../errors.js';
 import {
   CONTENT_TYPES,
@@ -15,6 +15,7 @@ import {
   type StreamMode,
 } from '../protocol/constants.js';
 import type { ReceivedFrame, ReceivedMessage } from '../types.js';
+import { nats } from './nats.js';
 
 /** Header names. `Nats-Msg-Id` (the deduplication key) is set by the publish call itself. */
 export const H = {
@@ -62,7 +63,7 @@ function dec(s: string): string {
 
 /** The headers of a frame; `object` names the object that holds its bytes when they are not the payload. */
 export function frameHeaders(f: ReceivedFrame, object?: string): MsgHdrs {
-  const h = natsHeaders();
+  const h = nats().core.headers();
   h.set(H.type, 'frame');
   h.set(H.stream, enc(f.stream.name));
   h.set(H.kind, f.stream.kind);
@@ -86,7 +87,7 @@ export function frameHeaders(f: ReceivedFrame, object?: string): MsgHdrs {
 
 /** The headers of a JSON message. */
 export function messageHeaders(m: ReceivedMessage): MsgHdrs {
-  const h = natsHeaders();
+  const h = nats().core.headers();
   h.set(H.type, 'message');
   h.set(H.epoch, enc(m.epoch));
   h.set(H.sender, enc(m.sender));

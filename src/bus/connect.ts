@@ -2,23 +2,10 @@
  * Connecting to the bus: the NATS connection, the JetStream context, the stream created when missing, and
  * the translation of the client's errors into framewire's codes (ERR_BUS_UNREACHABLE, ERR_BUS_REFUSED).
  */
-import {
-  JetStreamApiError,
-  type JetStreamClient,
-  type JetStreamManager,
-  jetstreamManager,
-  RetentionPolicy,
-  StorageType,
-} from '@nats-io/jetstream';
-import {
-  AuthorizationError,
-  InvalidArgumentError,
-  type NatsConnection,
-  connect as natsConnect,
-  PermissionViolationError,
-  UserAuthenticationExpiredError,
-} from '@nats-io/transport-node';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { FramewireError } from '../errors.js';
+import { loadNats, natsIfLoaded } from './nats.js';
 import { type BusConfig, parseBusUrl } from './url.js';
 
 /** TLS material for the bus (PEM text), beside the tls:// scheme. */
@@ -77,15 +64,18 @@ function describe(err: unknown): string {
 /** True for the client's errors that say the bus refuses (no retry will help). */
 export function isRefusal(err: unknown): boolean {
   if (err instanceof FramewireError) return err.code === 'ERR_BUS_REFUSED';
+  // The client's own errors exist only once it is loaded; before that no error can come from it.
+  const m = natsIfLoaded();
   if (
-    err instanceof AuthorizationError ||
-    err instanceof UserAuthenticationExpiredError ||
-    err instanceof PermissionViolationError ||
-    err instanceof InvalidArgumentError
+    m &&
+    (err instanceof m.core.AuthorizationError ||
+      err instanceof m.core.UserAuthenticationExpiredError ||
+      err instanceof m.core.PermissionViolationError ||
+      err instanceof m.core.InvalidArgumentError)
   )
     return true;
   // 503: JetStream temporarily without a leader (a restart, an election): worth retrying.
-  if (err instanceof JetStreamApiError) return err.status !== 503;
+  if (m && err instanceof m.jetstream.JetStreamApiError) return err.status !== 503;
   // A certificate the client does not trust, or a server that does not speak TLS: a configuration fault.
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return true;
@@ -113,9 +103,10 @@ export function busError(err: unknown, cfg: BusConfig, what: string): FramewireE
 export async function connectBus(opts: BusConnectOptions): Promise<Bus> {
   const cfg = parseBusUrl(opts.url);
   const tls = cfg.tls || opts.tls !== undefined;
+  const { core, jetstream } = await loadNats();
   let nc: NatsConnection;
   try {
-    nc = await natsConnect({
+    nc = await core.connect({
       servers: cfg.servers,
       ...(cfg.user !== undefined ? { user: cfg.user, pass: cfg.pass ?? '' } : {}),
       ...(cfg.token !== undefined ? { token: cfg.token } : {}),
@@ -151,7 +142,7 @@ export async function connectBus(opts: BusConnectOptions): Promise<Bus> {
     })().catch(() => {});
   }
   try {
-    const jsm = await jetstreamManager(nc, { timeout: 5000 });
+    const jsm = await jetstream.jetstreamManager(nc, { timeout: 5000 });
     return { cfg, nc, jsm, js: jsm.jetstream() };
   } catch (err) {
     await nc.close().catch(() => {});
@@ -170,6 +161,7 @@ export async function connectBus(opts: BusConnectOptions): Promise<Bus> {
 /** Creates the JetStream stream when missing, with the URL's limits; checks an existing one's subjects. */
 export async function ensureStream(bus: Bus): Promise<void> {
   const { cfg, jsm } = bus;
+  const { JetStreamApiError, RetentionPolicy, StorageType } = (await loadNats()).jetstream;
   const subject = `${cfg.prefix}.>`;
   try {
     const info = await jsm.streams.info(cfg.stream).catch((err: unknown) => {

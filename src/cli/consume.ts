@@ -8,8 +8,10 @@ import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { OnceFolderSink } from '../sinks/once.js';
 import { createViewer, type ViewerSink } from '../sinks/viewer.js';
 import { JetStreamSource, parseStartFrom, type StartFrom } from '../sources/jetstream.js';
+import { checkApplicable, factsOf } from './applicability.js';
 import { type CommandContext, collect, line, reportError } from './common.js';
 import { busTls, viewAddress } from './serve.js';
+import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 function option<T>(parse: (v: string) => T) {
   return (v: string): T => {
@@ -51,6 +53,8 @@ export function registerConsume(program: Command, ctx: CommandContext): void {
     .option('-o, --out <dir>', 'save frames to DIR/<stream>/ and messages to DIR/messages.jsonl, each once')
     .option('--fsync', 'flush every frame to disk before acknowledging it to the bus')
     .option('--view <host:port>', 'serve the live viewer page, MJPEG and metrics', viewAddress)
+    .addOption(viewHostOption())
+    .addOption(viewTokenOption())
     .option(
       '--foxglove <host:port>',
       'serve the streams and messages to Foxglove or Lichtblick (Foxglove WebSocket protocol), e.g. 127.0.0.1:8765',
@@ -61,14 +65,26 @@ export function registerConsume(program: Command, ctx: CommandContext): void {
         '--ack-wait <duration>',
         'how long a frame may stay unacknowledged before another worker gets it',
       )
-        .argParser(option((v) => parseDuration(v, '--ack-wait')))
+        .argParser(
+          option((v) => {
+            const ms = parseDuration(v, '--ack-wait');
+            if (ms <= 0 || ms > 7 * 86_400_000)
+              throw new InvalidArgumentError(`--ack-wait must be above 0 and at most 7d, got "${v}"`);
+            return ms;
+          }),
+        )
         .default(30_000, '30s'),
     )
     .option('--bus-ca <file>', 'CA (PEM) that signs the bus server certificate (TLS to the bus)')
     .option('--bus-cert <file>', 'client certificate (PEM) for the bus')
     .option('--bus-key <file>', 'client private key (PEM) for the bus')
     .option('-q, --quiet', 'print only messages (and frames without --out or --view) and errors')
-    .action(async (url: string, opts) => {
+    .action(async (url: string, opts, cmd: Command) => {
+      try {
+        checkApplicable('consume', cmd, factsOf(cmd, []), url);
+      } catch (err) {
+        return ctx.setExit(reportError(err, ctx.stderr));
+      }
       ctx.setExit(await consumeCommand(url, opts, ctx));
     });
 }
@@ -82,6 +98,8 @@ async function consumeCommand(
     out?: string;
     fsync?: boolean;
     view?: { host: string; port: number };
+    viewHost?: string[];
+    viewToken?: string;
     foxglove?: { host: string; port: number };
     ackWait: number;
     busCa?: string;
@@ -100,8 +118,9 @@ async function consumeCommand(
   let fox: FoxgloveSink | undefined;
   try {
     const from = typeof opts.from === 'string' ? parseStartFrom(opts.from) : opts.from;
+    const guard = viewGuard(opts, !!opts.view);
     if (opts.view) {
-      viewer = await createViewer(opts.view);
+      viewer = await createViewer({ ...opts.view, ...guard });
       sinks.push(viewer);
     }
     if (opts.foxglove) {

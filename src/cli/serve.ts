@@ -14,13 +14,21 @@ import {
   collect,
   EXIT,
   line,
-  parseDurationUs,
-  parseSize,
   readPem,
   reportError,
   tokenOption,
 } from './common.js';
-import { parseMtu, udpListenOptions } from './udp-options.js';
+import { checkServeOptions, DEFAULT_LISTEN } from './serve-options.js';
+import { udpListenOptions } from './udp-options.js';
+import {
+  parseMaxFrameBytes,
+  parseMaxMessageBytes,
+  parseMaxMetaBytes,
+  parseMaxWait,
+  parseMtu,
+  parseTolerance,
+} from './values.js';
+import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 /** Adds `framewire serve` to the program. */
 export function registerServe(program: Command, ctx: CommandContext): void {
@@ -34,18 +42,18 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     )
     .option('-o, --out <dir>', 'save frames to DIR/<stream>/ and messages to DIR/messages.jsonl')
     .addOption(
-      new Option('--max-frame-bytes <size>', 'largest frame accepted')
-        .argParser(parseSize)
+      new Option('--max-frame-bytes <size>', 'largest frame accepted (1B..4GiB-1)')
+        .argParser(parseMaxFrameBytes)
         .default(64 * 1024 * 1024, '64MiB'),
     )
     .addOption(
-      new Option('--max-meta-bytes <size>', 'largest frame metadata accepted')
-        .argParser(parseSize)
+      new Option('--max-meta-bytes <size>', 'largest frame metadata accepted (0..65535 bytes)')
+        .argParser(parseMaxMetaBytes)
         .default(16 * 1024, '16KiB'),
     )
     .addOption(
-      new Option('--max-message-bytes <size>', 'largest JSON message accepted')
-        .argParser(parseSize)
+      new Option('--max-message-bytes <size>', 'largest JSON message accepted (2B..4GiB-1)')
+        .argParser(parseMaxMessageBytes)
         .default(1024 * 1024, '1MiB'),
     )
     .option(
@@ -83,10 +91,16 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       'serve the viewer over https with this certificate (PEM): phones need it for /capture',
     )
     .option('--view-key <file>', 'private key (PEM) of --view-cert')
+    .addOption(viewHostOption())
+    .addOption(viewTokenOption())
     .addOption(tokenOption())
     .option('--cert <file>', 'TLS certificate (PEM) for tls:// and wss:// endpoints')
     .option('--key <file>', 'TLS private key (PEM) for tls:// and wss:// endpoints')
     .option('--ca <file>', 'with --cert: require senders to present a certificate signed by this CA')
+    .option(
+      '--allow-unauthenticated-legacy',
+      'with --token: still listen on legacy-*:// and izmq*:// endpoints, which cannot check it (a warning is printed)',
+    )
     .option(
       '--sync <streams>',
       'group frames of these streams (A,B[,…]) taken at the same moment into OUT/sync.jsonl (repeatable: several groups)',
@@ -94,12 +108,12 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     )
     .addOption(
       new Option('--tolerance <time>', 'with --sync: largest span of a group, e.g. 20ms')
-        .argParser(parseDurationUs)
+        .argParser(parseTolerance)
         .default(20_000, '20ms'),
     )
     .addOption(
       new Option('--max-wait <time>', 'with --sync: how long to wait for a late frame, e.g. 200ms')
-        .argParser(parseDurationUs)
+        .argParser(parseMaxWait)
         .default(200_000, '200ms'),
     )
     .option(
@@ -107,7 +121,12 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       "take senders' capture times as they are (PTP or chrony keep the clocks together): no clock correction",
     )
     .option('-q, --quiet', 'print only messages and errors')
-    .action(async (opts) => {
+    .action(async (opts, cmd: Command) => {
+      try {
+        checkServeOptions(opts, cmd, ctx.stderr);
+      } catch (err) {
+        return ctx.setExit(reportError(err, ctx.stderr));
+      }
       ctx.setExit(await serveCommand(opts, ctx));
     });
 }
@@ -145,6 +164,8 @@ async function serveCommand(
     foxglove?: { host: string; port: number };
     viewCert?: string;
     viewKey?: string;
+    viewHost?: string[];
+    viewToken?: string;
     sync?: string[];
     tolerance: number;
     maxWait: number;
@@ -163,6 +184,7 @@ async function serveCommand(
   let syncSink: SyncSink | undefined;
   try {
     const sinks = [];
+    const guard = viewGuard(opts, !!opts.view);
     // First: the viewer returns at once, so pages see a frame before slower sinks have stored it.
     if (opts.view) {
       const viewCert = readPem('--view-cert', opts.viewCert);
@@ -174,6 +196,7 @@ async function serveCommand(
       }
       viewer = await createViewer({
         ...opts.view,
+        ...guard,
         ...(viewCert && viewKey ? { tls: { cert: viewCert, key: viewKey } } : {}),
       });
       sinks.push(viewer);
@@ -224,7 +247,7 @@ async function serveCommand(
       trustClocks: !!opts.trustClocks,
       ...(opts.token ? { token: opts.token } : {}),
       ...(cert && key ? { tls: { cert, key, ...(ca ? { ca, requestCert: true } : {}) } } : {}),
-      listen: udpListenOptions(opts.listen ?? ['tcp://0.0.0.0:7070'], opts.mtu),
+      listen: udpListenOptions(opts.listen ?? DEFAULT_LISTEN, opts.mtu),
       sinks,
       limits: {
         maxFrameBytes: opts.maxFrameBytes,

@@ -35,6 +35,9 @@ const FINAL_CODES = new Set<string>([
   'ERR_META_TOO_LARGE',
   'ERR_MESSAGE_TOO_LARGE',
   'ERR_EARLY_DATA',
+  // A setting the transport refuses (`udp://…?latency=abc`): no attempt will ever succeed.
+  'ERR_BAD_OPTION',
+  'ERR_BAD_URL',
 ]);
 
 /** The connection layer of FramewireClient (client.ts), over its window. */

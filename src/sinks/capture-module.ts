@@ -112,6 +112,20 @@ export function decode(buf) {
   return { type, body: bodyLen ? JSON.parse(dec.decode(body)) : {} };
 }
 
+// The wall clock, as src/time.ts keeps it: performance.now() for resolution, re-anchored on Date.now()
+// whenever the two part by more than 2 ms, so that a step of the system clock after the page loaded shows.
+let anchorMs = Date.now() - performance.now();
+function wallUs() {
+  const mono = performance.now();
+  const now = Date.now();
+  const t = anchorMs + mono;
+  if (t < now - 2 || t > now + 3) {
+    anchorMs = now - mono;
+    return now * 1000;
+  }
+  return Math.round(t * 1000);
+}
+
 const hex = (a) => Array.from(new Uint8Array(a), (x) => x.toString(16).padStart(2, '0')).join('');
 export function nonce() {
   return hex(crypto.getRandomValues(new Uint8Array(32)));
@@ -233,7 +247,7 @@ export class Sender {
   send(payload, width, height) {
     if (!this.canSend) return false;
     const seq = this.seq++;
-    const captureUs = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const captureUs = wallUs();
     const head = encodeFrameHead({ streamId: 0, seq, captureUs, width, height, payload });
     this.held.set(seq, { head, payload, sentAt: performance.now() });
     // One WebSocket message per framewire message; the browser joins the parts without a copy in JS.

@@ -13,14 +13,14 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import foxglove from '@foxglove/ws-protocol';
-import { type WebSocket, WebSocketServer } from 'ws';
+import type foxglove from '@foxglove/ws-protocol';
+import type { WebSocket, WebSocketServer } from 'ws';
 import { FramewireError } from '../errors.js';
 import type { PixelFormat } from '../protocol/constants.js';
 import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
 
-const { FoxgloveServer } = foxglove;
 type IWebSocket = foxglove.IWebSocket;
+type FoxServer = InstanceType<typeof foxglove.FoxgloveServer>;
 
 /** Options of {@link FoxgloveSink}. */
 export interface FoxgloveOptions {
@@ -169,13 +169,14 @@ interface Channel {
  */
 export class FoxgloveSink implements Sink {
   readonly options: Required<FoxgloveOptions>;
-  readonly #fox: InstanceType<typeof FoxgloveServer>;
-  readonly #http: Server;
-  readonly #wss: WebSocketServer;
+  // Made by start(), which loads the Foxglove and WebSocket packages.
+  #fox: FoxServer | undefined;
+  #http: Server | undefined;
+  #wss: WebSocketServer | undefined;
   readonly #clients = new Set<NewestOnly>();
   readonly #channels = new Map<string, Channel>();
   readonly #byId = new Map<number, Channel>();
-  readonly #messages: Channel;
+  #messages: Channel | undefined;
   #port = 0;
   #skipped = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -187,10 +188,19 @@ export class FoxgloveSink implements Sink {
       maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
       name: options.name ?? 'framewire',
     };
-    this.#fox = new FoxgloveServer({ name: this.options.name });
-    this.#fox.on('subscribe', (id) => this.#subscribed(id, true));
-    this.#fox.on('unsubscribe', (id) => this.#subscribed(id, false));
-    this.#fox.on('error', () => {});
+  }
+
+  /** Starts listening. Rejects with ERR_LISTEN_FAILED. */
+  async start(): Promise<void> {
+    // Loaded here, not when framewire is imported: a receiver without --foxglove does not carry them.
+    const [fg, { WebSocketServer }] = await Promise.all([import('@foxglove/ws-protocol'), import('ws')]);
+    // A CommonJS package: Node gives its exports as the default export, TypeScript's loaders as named ones.
+    const FoxgloveServer = fg.FoxgloveServer ?? fg.default.FoxgloveServer;
+    const fox = new FoxgloveServer({ name: this.options.name });
+    this.#fox = fox;
+    fox.on('subscribe', (id) => this.#subscribed(id, true));
+    fox.on('unsubscribe', (id) => this.#subscribed(id, false));
+    fox.on('error', () => {});
     this.#messages = this.#addChannel('/messages', 'framewire.Message', {
       type: 'object',
       properties: {
@@ -201,28 +211,26 @@ export class FoxgloveSink implements Sink {
         json: {},
       },
     });
-    this.#http = createHttpServer((_req, res) => {
+    const http = createHttpServer((_req, res) => {
       res
         .writeHead(426, { 'Content-Type': 'text/plain' })
         .end('framewire: open this address in Foxglove or Lichtblick (Foxglove WebSocket)\n');
     });
-    this.#wss = new WebSocketServer({
-      server: this.#http,
+    this.#http = http;
+    const wss = new WebSocketServer({
+      server: http,
       perMessageDeflate: false,
       maxPayload: 64 * 1024,
-      handleProtocols: (protocols) => this.#fox.handleProtocols(protocols),
+      handleProtocols: (protocols) => fox.handleProtocols(protocols),
     });
-    this.#wss.on('connection', (ws, req) => {
+    this.#wss = wss;
+    wss.on('connection', (ws, req) => {
       const c = new NewestOnly(ws, this.options.maxBufferedBytes);
       this.#clients.add(c);
       ws.on('close', () => this.#clients.delete(c));
       ws.on('error', () => ws.terminate());
-      this.#fox.handleConnection(c, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
+      fox.handleConnection(c, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
     });
-  }
-
-  /** Starts listening. Rejects with ERR_LISTEN_FAILED. */
-  async start(): Promise<void> {
     const { host, port } = this.options;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) =>
@@ -232,13 +240,13 @@ export class FoxgloveSink implements Sink {
             hint: err.code === 'EADDRINUSE' ? 'choose another port with --foxglove HOST:PORT' : undefined,
           }),
         );
-      this.#http.once('error', onError);
-      this.#http.listen(port, host, () => {
-        this.#http.off('error', onError);
+      http.once('error', onError);
+      http.listen(port, host, () => {
+        http.off('error', onError);
         resolve();
       });
     });
-    this.#port = (this.#http.address() as AddressInfo).port;
+    this.#port = (http.address() as AddressInfo).port;
     // A client that caught up gets the newest held frame of each of its channels.
     this.#timer = setInterval(() => {
       for (const c of this.#clients) c.flush();
@@ -271,6 +279,7 @@ export class FoxgloveSink implements Sink {
   }
 
   frame(f: ReceivedFrame): void {
+    if (!this.#fox) return;
     let encoding: [string, number] | undefined;
     const raw = f.contentType === 'raw';
     if (raw) {
@@ -317,7 +326,7 @@ export class FoxgloveSink implements Sink {
   }
 
   message(m: ReceivedMessage): void {
-    if (!this.#messages.subscribed) return;
+    if (!this.#fox || !this.#messages?.subscribed) return;
     const body = { sender: m.sender, epoch: m.epoch, seq: m.seq, ref: m.ref, json: m.json };
     this.#fox.sendMessage(this.#messages.id, BigInt(m.receivedUs) * 1000n, Buffer.from(JSON.stringify(body)));
   }
@@ -325,12 +334,13 @@ export class FoxgloveSink implements Sink {
   async close(): Promise<void> {
     clearInterval(this.#timer);
     for (const c of this.#clients) c.ws.terminate();
-    await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
-    await new Promise<void>((resolve) => this.#http.close(() => resolve()));
+    const { wss, http } = { wss: this.#wss, http: this.#http };
+    if (wss) await new Promise<void>((resolve) => wss.close(() => resolve()));
+    if (http) await new Promise<void>((resolve) => http.close(() => resolve()));
   }
 
   #addChannel(topic: string, schemaName: string, schema: string | object): Channel {
-    const id = this.#fox.addChannel({
+    const id = this.#fox!.addChannel({
       topic,
       encoding: 'json',
       schemaName,

@@ -8,7 +8,7 @@
  * the server's max_payload goes to the object store, and the message on the subject names the object.
  */
 import type { PubAck } from '@nats-io/jetstream';
-import { type ObjectStore, Objm } from '@nats-io/obj';
+import type { ObjectStore } from '@nats-io/obj';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import { frameHeaders, frameMsgId, headerBytes, messageHeaders, messageMsgId } from '../bus/codec.js';
 import {
@@ -21,6 +21,7 @@ import {
   isRefusal,
   retryUnreachable,
 } from '../bus/connect.js';
+import { nats } from '../bus/nats.js';
 import { redact, subjectToken } from '../bus/url.js';
 import { FramewireError } from '../errors.js';
 import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
@@ -180,7 +181,7 @@ export class JetStreamSink implements Sink {
   #objectStore(): Promise<ObjectStore> {
     if (!this.#objects) {
       const { cfg, js } = this.#bus;
-      const p = new Objm(js).create(cfg.bucket, {
+      const p = new (nats().obj.Objm)(js).create(cfg.bucket, {
         replicas: cfg.replicas,
         ...(cfg.maxAgeMs > 0 ? { ttl: cfg.maxAgeMs * 1_000_000 } : {}),
         ...(cfg.maxBytes > 0 ? { max_bytes: cfg.maxBytes } : {}),

@@ -4,7 +4,8 @@
  * code. Each instance has its own Registry, so several receivers (or tests) in one process never collide.
  */
 import diagnostics_channel from 'node:diagnostics_channel';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   CHANNELS,
   type ConnectionEvent,
@@ -15,6 +16,8 @@ import {
   type RetransmitEvent,
 } from '../diagnostics.js';
 import type { ReceiverInfo } from '../types.js';
+
+const requireHere = createRequire(import.meta.url);
 
 /** Options of {@link FramewireMetrics}. */
 export interface MetricsOptions {
@@ -51,7 +54,7 @@ export interface ViewerCounts {
  */
 export class FramewireMetrics {
   /** This instance's own registry (never prom-client's global one). */
-  readonly registry = new Registry();
+  readonly registry: Registry;
   readonly #accept: (server: ReceiverInfo) => boolean;
   /** Servers seen (or attached), for the connected-senders gauge. */
   readonly #servers = new Set<ReceiverInfo>();
@@ -74,6 +77,11 @@ export class FramewireMetrics {
   readonly #syncs: SyncCounts[] = [];
 
   constructor(options: MetricsOptions = {}) {
+    // Required here, not at import: a process without metrics does not carry prom-client in its heap.
+    const { Counter, Gauge, Histogram, Registry } = requireHere(
+      'prom-client',
+    ) as typeof import('prom-client');
+    this.registry = new Registry();
     this.#accept = options.accept ?? (() => true);
     const registers = [this.registry];
     this.frames = new Counter({

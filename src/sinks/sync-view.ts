@@ -1,9 +1,11 @@
 /**
  * The viewer's sync page (`/sync`): the latest group of each `--sync` group, its frames side by side with
- * the group's span. Deliberately small: a page that polls `/api/sync` and loads `/sync/G/STREAM.jpg`.
+ * the group's span. Deliberately small: a page (script /sync.js, style /sync.css) that polls `/api/sync`
+ * and loads `/sync/G/STREAM.jpg`.
  */
 import type { ServerResponse } from 'node:http';
 import type { SyncGroup, SyncUnpairedReason } from '../sync/frames.js';
+import { CSS, JS, pageCsp } from './viewer-csp.js';
 
 /** What the viewer needs of a sync sink (src/sinks/sync.ts). */
 export interface SyncSource {
@@ -14,12 +16,16 @@ export interface SyncSource {
 }
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>framewire sync</title>
-<style>body{font:14px system-ui;margin:1em;background:#111;color:#ddd}.g{margin:0 0 1.5em}
+<link rel="stylesheet" href="/sync.css"><script src="/sync.js" defer></script>
+<h1>Synchronised groups</h1><div id="groups"></div><p><a href="/">streams</a></p>`;
+
+const CSS_TEXT = `body{font:14px system-ui;margin:1em;background:#111;color:#ddd}.g{margin:0 0 1.5em}
 .row{display:flex;gap:8px}.row figure{margin:0}.row img{max-width:45vw;max-height:60vh;background:#222}
-figcaption{font-size:12px;color:#aaa}</style>
-<h1>Synchronised groups</h1><div id="groups"></div><p><a href="/" style="color:#8cf">streams</a></p>
-<script>
-const root=document.getElementById('groups');
+figcaption{font-size:12px;color:#aaa}
+a{color:#8cf}
+`;
+
+const SCRIPT = `const root=document.getElementById('groups');
 async function tick(){
   try{
     const r=await fetch('/api/sync',{cache:'no-store'});const j=await r.json();
@@ -36,9 +42,9 @@ async function tick(){
   setTimeout(tick,500);
 }
 tick();
-</script>`;
+`;
 
-/** Keeps the latest group of each pairer and answers /sync, /api/sync and /sync/G/STREAM.jpg. */
+/** Keeps the latest group of each pairer and answers /sync (and its files), /api/sync and /sync/G/STREAM.jpg. */
 export class SyncView {
   readonly #source: SyncSource;
   readonly #latest: (SyncGroup | undefined)[];
@@ -66,10 +72,19 @@ export class SyncView {
       res.writeHead(200, {
         'Content-Type': 'text/html; charset=utf-8',
         'Cache-Control': 'no-store',
-        'Content-Security-Policy':
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'",
+        'Content-Security-Policy': pageCsp("img-src 'self'"),
       });
       res.end(PAGE);
+      return true;
+    }
+    if (path === '/sync.js' || path === '/sync.css') {
+      const body = path === '/sync.js' ? SCRIPT : CSS_TEXT;
+      res.writeHead(200, {
+        'Content-Type': path === '/sync.js' ? JS : CSS,
+        'Content-Length': Buffer.byteLength(body),
+        'Cache-Control': 'no-store',
+      });
+      res.end(body);
       return true;
     }
     if (path === '/api/sync') {

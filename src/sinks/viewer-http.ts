@@ -1,13 +1,15 @@
 /**
  * The viewer's HTTP side: the routes (page, /api/streams, /metrics, /healthz, /streams/NAME.jpg), their
  * security headers, the checks of a WebSocket upgrade (path, Origin), and the HOST:PORT syntax of --view.
+ * The Host and token checks that come before all of it are viewer-guard.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FramewireError } from '../errors.js';
 import { serveCapture } from './capture-page.js';
 import type { FramewireMetrics } from './metrics.js';
-import { VIEWER_PAGE } from './viewer-page.js';
+import { CSS, JS, pageCsp } from './viewer-csp.js';
+import { VIEWER_CSS, VIEWER_JS, VIEWER_PAGE } from './viewer-page.js';
 import type { StreamState, StreamStats } from './viewer-stats.js';
 
 /** Parses "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT" (host defaults to `defaultHost`). */
@@ -43,6 +45,9 @@ export function handleRequest(routes: ViewerRoutes, req: IncomingMessage, res: S
   const url = new URL(req.url ?? '/', 'http://viewer');
   const path = url.pathname;
   res.setHeader('X-Content-Type-Options', 'nosniff');
+  // A ?token= in the address must not leave in a Referer; nothing here is meant to be framed.
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  res.setHeader('Content-Security-Policy', "default-src 'none'; base-uri 'none'; frame-ancestors 'none'");
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');
     return;
@@ -52,10 +57,13 @@ export function handleRequest(routes: ViewerRoutes, req: IncomingMessage, res: S
     res.writeHead(200, {
       'Content-Type': 'text/html; charset=utf-8',
       'Cache-Control': 'no-store',
-      'Content-Security-Policy':
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+      'Content-Security-Policy': pageCsp("img-src 'self' blob: data:"),
     });
     res.end(req.method === 'HEAD' ? undefined : VIEWER_PAGE);
+    return;
+  }
+  if (path === '/viewer.js' || path === '/viewer.css') {
+    send(req, res, 200, path === '/viewer.js' ? JS : CSS, path === '/viewer.js' ? VIEWER_JS : VIEWER_CSS);
     return;
   }
   if (routes.extra?.(path, res)) return;
@@ -70,6 +78,11 @@ export function handleRequest(routes: ViewerRoutes, req: IncomingMessage, res: S
       (text) => send(req, res, 200, metrics.contentType, text),
       (err: Error) => send(req, res, 500, 'text/plain', `${err.message}\n`),
     );
+    return;
+  }
+  if (path === '/favicon.ico') {
+    // No icon: an empty answer rather than a 404 in the console of every page.
+    res.writeHead(204, { 'Cache-Control': 'max-age=86400' }).end();
     return;
   }
   if (path === '/healthz') {

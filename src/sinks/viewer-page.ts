@@ -1,7 +1,9 @@
 /**
- * The viewer's web page, one self-contained HTML document (no external files, so the compiled library
- * serves it as it is). The protocol it speaks is described in docs/viewer.md. Everything shown from the
- * network goes through textContent, never innerHTML.
+ * The viewer's web page: the HTML document, its style sheet (/viewer.css) and its script (/viewer.js),
+ * served as separate files so that the Content-Security-Policy allows scripts and styles from the viewer
+ * itself only (no 'unsafe-inline'). No external files: the compiled library serves them as they are. The
+ * protocol the script speaks is described in docs/viewer.md. Everything shown from the network goes
+ * through textContent, never innerHTML.
  */
 export const VIEWER_PAGE = `<!doctype html>
 <html lang="en">
@@ -10,8 +12,30 @@ export const VIEWER_PAGE = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>framewire viewer</title>
 <link rel="icon" href="data:,">
-<style>
-:root {
+<link rel="stylesheet" href="/viewer.css">
+<script src="/viewer.js" defer></script>
+</head>
+<body>
+<div class="top">
+  <div class="logo">frame<span>wire</span></div>
+  <div class="sub">live viewer</div>
+  <div class="spacer"></div>
+  <div class="sub" id="summary"></div>
+  <div class="pill" id="status"><span class="dot"></span><span id="status-text">connecting</span></div>
+</div>
+<div class="layout">
+  <section class="grid" id="grid" aria-label="streams"></section>
+  <aside class="panel" aria-label="messages">
+    <h2>Messages <span class="count" id="msg-count"></span></h2>
+    <ol class="msgs" id="msgs"></ol>
+  </aside>
+</div>
+</body>
+</html>
+`;
+
+/** /viewer.css */
+export const VIEWER_CSS = `:root {
   --bg: #0b0e14; --panel: #121722; --panel2: #0f131c; --line: #1f2633; --text: #d6deeb; --muted: #7d8799;
   --accent: #4fa3ff; --ok: #22c55e; --warn: #f59e0b; --bad: #ef4444;
   color-scheme: dark;
@@ -36,6 +60,7 @@ html, body { margin: 0; height: 100%; background: var(--bg); color: var(--text);
   align-content: start; overflow: auto; min-height: 0; }
 .empty { grid-column: 1 / -1; border: 1px dashed var(--line); border-radius: 12px; padding: 48px 24px;
   text-align: center; color: var(--muted); }
+.empty .hint { margin-top: 10px; }
 .empty code { color: var(--text); background: var(--panel); padding: 2px 6px; border-radius: 4px; }
 .tile { background: var(--panel); border: 1px solid var(--line); border-radius: 12px; overflow: hidden;
   display: flex; flex-direction: column; min-width: 0; }
@@ -81,25 +106,10 @@ html, body { margin: 0; height: 100%; background: var(--bg); color: var(--text);
   .layout { grid-template-columns: 1fr; height: auto; }
   .panel { max-height: 60vh; }
 }
-</style>
-</head>
-<body>
-<div class="top">
-  <div class="logo">frame<span>wire</span></div>
-  <div class="sub">live viewer</div>
-  <div class="spacer"></div>
-  <div class="sub" id="summary"></div>
-  <div class="pill" id="status"><span class="dot"></span><span id="status-text">connecting</span></div>
-</div>
-<div class="layout">
-  <section class="grid" id="grid" aria-label="streams"></section>
-  <aside class="panel" aria-label="messages">
-    <h2>Messages <span class="count" id="msg-count"></span></h2>
-    <ol class="msgs" id="msgs"></ol>
-  </aside>
-</div>
-<script>
-"use strict";
+`;
+
+/** /viewer.js */
+export const VIEWER_JS = `"use strict";
 (function () {
   var grid = document.getElementById("grid");
   var msgList = document.getElementById("msgs");
@@ -146,8 +156,7 @@ html, body { margin: 0; height: 100%; background: var(--bg); color: var(--text);
     if (old) return;
     var e = el("div", "empty");
     e.appendChild(el("div", null, "Waiting for streams\\u2026"));
-    var hint = el("div");
-    hint.style.marginTop = "10px";
+    var hint = el("div", "hint");
     hint.appendChild(document.createTextNode("Send one with "));
     hint.appendChild(el("code", null, "framewire send FOLDER --to tcp://HOST:7070 --mode live"));
     e.appendChild(hint);
@@ -415,7 +424,4 @@ html, body { margin: 0; height: 100%; background: var(--bg); color: var(--text);
   summary();
   connect();
 })();
-</script>
-</body>
-</html>
 `;

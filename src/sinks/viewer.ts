@@ -12,8 +12,10 @@
  *
  * This file owns the ViewerSink facade (options, stream state, events, fan-out); the parts live beside it:
  * viewer-http.ts (routes), viewer-clients.ts (WebSocket pages), viewer-mjpeg.ts (MJPEG readers),
- * viewer-stats.ts (per-stream statistics), boxes.ts (detection boxes), viewer-page.ts (the page).
+ * viewer-stats.ts (per-stream statistics), boxes.ts (detection boxes), viewer-page.ts (the page),
+ * viewer-guard.ts (the Host allow-list and the viewer token), viewer-csp.ts (the pages' CSP).
  */
+
 import diagnostics_channel from 'node:diagnostics_channel';
 import {
   createServer as createHttpServer,
@@ -22,8 +24,9 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { type WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
 import { CHANNELS, type DisconnectEvent, type DropEvent, type StreamEvent } from '../diagnostics.js';
 import { FramewireError } from '../errors.js';
 import { jpegSize } from '../jpeg.js';
@@ -40,6 +43,7 @@ import { type Box, extractBoxes } from './boxes.js';
 import { FramewireMetrics } from './metrics.js';
 import { type SyncSource, SyncView } from './sync-view.js';
 import { type Client, heartbeat, type ViewerDebug, WsClient } from './viewer-clients.js';
+import { ViewerGuard } from './viewer-guard.js';
 import { handleRequest, refuseUpgrade, send, type ViewerRoutes } from './viewer-http.js';
 import { MjpegClient, startMjpeg } from './viewer-mjpeg.js';
 import {
@@ -50,6 +54,8 @@ import {
   streamList,
   streamStats,
 } from './viewer-stats.js';
+
+const requireHere = createRequire(import.meta.url);
 
 // The parts, importable from here as before the split.
 export { type Box, extractBoxes } from './boxes.js';
@@ -86,6 +92,17 @@ export interface ViewerOptions {
   metrics?: boolean;
   /** Serve the page over https (PEM): browsers give a page on another machine the camera only then. */
   tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
+  /**
+   * More names the viewer answers to in the `Host` header (`--view-host`), with any port: the name of a
+   * reverse proxy or of this machine on the LAN. Loopback names and the bound address always work (with a
+   * wildcard bind address: this machine's interface addresses); any other `Host` gets 421 (DNS rebinding).
+   */
+  allowedHosts?: readonly string[] | undefined;
+  /**
+   * A secret every request must carry (`--view-token`): `?token=` (sets a cookie for the page's later
+   * requests), `Authorization: Bearer`, or that cookie; otherwise 401.
+   */
+  token?: string | undefined;
 }
 
 /** Frames shown to viewers: what a browser decodes. MJPEG carries JPEG only. */
@@ -117,7 +134,11 @@ interface PageMessage {
  * servers that list the viewer among their sinks (or that were passed to {@link ViewerSink.attach}).
  */
 export class ViewerSink implements Sink {
-  readonly options: Required<Omit<ViewerOptions, 'host' | 'port' | 'tls'>> & { host: string; port: number };
+  readonly options: Required<Omit<ViewerOptions, 'host' | 'port' | 'tls' | 'allowedHosts' | 'token'>> & {
+    host: string;
+    port: number;
+    allowedHosts: readonly string[];
+  };
   /** Prometheus metrics of the servers this viewer serves; undefined with `metrics: false`. */
   readonly metrics: FramewireMetrics | undefined;
   readonly #streams = new Map<string, StreamState>();
@@ -136,6 +157,7 @@ export class ViewerSink implements Sink {
   #senders: UpgradeHook | undefined;
   #sync: SyncView | undefined;
   readonly #secure: boolean;
+  readonly #guard: ViewerGuard;
 
   constructor(options: ViewerOptions = {}) {
     this.options = {
@@ -150,7 +172,17 @@ export class ViewerSink implements Sink {
       statsIntervalMs: options.statsIntervalMs ?? 1000,
       heartbeatMs: options.heartbeatMs ?? 15_000,
       metrics: options.metrics ?? true,
+      allowedHosts: [...(options.allowedHosts ?? [])],
     };
+    this.#guard = new ViewerGuard(
+      {
+        bindHost: this.options.host,
+        allowedHosts: this.options.allowedHosts,
+        token: options.token,
+        secure: !!options.tls,
+      },
+      () => this.#port,
+    );
     const accept = (s: ReceiverInfo) => this.#accepts(s);
     if (this.options.metrics) {
       this.metrics = new FramewireMetrics({ accept });
@@ -180,9 +212,12 @@ export class ViewerSink implements Sink {
       extra: (path, res) => this.#sync?.handle(path, res) === true,
     };
     this.#secure = !!options.tls;
-    this.#http = options.tls
-      ? createHttpsServer(options.tls, (req, res) => handleRequest(routes, req, res))
-      : createHttpServer((req, res) => handleRequest(routes, req, res));
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      if (!this.#guard.refuseRequest(req, res)) handleRequest(routes, req, res);
+    };
+    this.#http = options.tls ? createHttpsServer(options.tls, onRequest) : createHttpServer(onRequest);
+    // Required here, not at import: a process that never starts a viewer does not carry `ws`.
+    const { WebSocketServer } = requireHere('ws') as typeof import('ws');
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
     this.#http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket as Socket, head));
   }
@@ -441,6 +476,8 @@ export class ViewerSink implements Sink {
   }
 
   #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    // Host and token first: for the pages and for the framewire senders the hook would take alike.
+    if (this.#guard.refuseUpgrade(req, socket)) return;
     const full = () => this.#clients.size >= this.options.maxViewers;
     const take = () => this.#senders?.(req, socket, head) === true;
     if (refuseUpgrade(req, socket, this.#closing !== undefined, full, take)) return;

@@ -3,16 +3,8 @@
  * consumer per group. Workers of one group share the deliveries (each one goes to one of them); a delivery
  * is acknowledged only after the sinks took it, so a worker that dies leaves its deliveries to the others.
  */
-import {
-  AckPolicy,
-  type Consumer,
-  type ConsumerConfig,
-  type ConsumerMessages,
-  DeliverPolicy,
-  JetStreamApiError,
-  type JsMsg,
-} from '@nats-io/jetstream';
-import { type ObjectStore, Objm } from '@nats-io/obj';
+import type { Consumer, ConsumerConfig, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { ObjectStore } from '@nats-io/obj';
 import { decodeBusMessage } from '../bus/codec.js';
 import {
   type Bus,
@@ -22,6 +14,7 @@ import {
   connectBus,
   retryUnreachable,
 } from '../bus/connect.js';
+import { nats } from '../bus/nats.js';
 import { parseDuration, subjectToken } from '../bus/url.js';
 import { ErrorCode, FramewireError, toFramewireError } from '../errors.js';
 import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
@@ -162,6 +155,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
 
   async #ensureConsumer(): Promise<void> {
     const { cfg, jsm } = this.#bus;
+    const { AckPolicy, DeliverPolicy, JetStreamApiError } = nats().jetstream;
     const o = this.#opts;
     const from = o.from ?? 'first';
     const config: Partial<ConsumerConfig> = {
@@ -344,7 +338,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
 
   async #fetchObject(name: string): Promise<Buffer | null> {
     if (!this.#objects) {
-      const p = new Objm(this.#bus.js).open(this.#bus.cfg.bucket);
+      const p = new (nats().obj.Objm)(this.#bus.js).open(this.#bus.cfg.bucket);
       p.catch(() => {
         if (this.#objects === p) this.#objects = undefined;
       });

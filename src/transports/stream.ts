@@ -22,7 +22,13 @@ export class StreamConnection extends EventEmitter implements Connection {
   private done = false;
   private discarded = 0;
 
-  constructor(socket: Socket, limits: Limits, verifyCrc = true) {
+  /** `socketError` names a socket error more precisely than ERR_CLOSED (tls.ts: a TLS alert is ERR_TLS). */
+  constructor(
+    socket: Socket,
+    limits: Limits,
+    verifyCrc = true,
+    socketError?: (err: NodeJS.ErrnoException) => FramewireError | undefined,
+  ) {
     super();
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
@@ -52,9 +58,11 @@ export class StreamConnection extends EventEmitter implements Connection {
     });
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.closeError ??= new FramewireError('ERR_CLOSED', `connection to ${this.remote}: ${err.message}`, {
-        cause: err,
-      });
+      this.closeError ??=
+        socketError?.(err) ??
+        new FramewireError('ERR_CLOSED', `connection to ${this.remote}: ${err.message}`, {
+          cause: err,
+        });
     });
     socket.on('close', () => {
       this.done = true;

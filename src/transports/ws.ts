@@ -10,17 +10,29 @@
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
 import { type ErrorCode, FramewireError, isErrorCode, toFramewireError } from '../errors.js';
 import { HEADER_BYTES, type Limits, MessageType } from '../protocol/constants.js';
 import { Decoder, type DecoderIntake } from '../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
 import { describeSocketError, listenServer } from './tcp.js';
-import { tlsError } from './tls.js';
+import { tlsError, trustedCas } from './tls.js';
 import type { Connection, Listener, Transport, TransportOptions } from './types.js';
 import { hostOf } from './url.js';
+
+// The `ws` package is required on first use, not when framewire is imported: a receiver without ws://
+// does not carry it in its heap (docs/benchmarks.md, "The receiver's heap").
+const requireHere = createRequire(import.meta.url);
+let wsPackage: typeof import('ws') | undefined;
+function wsPackageLoaded(): typeof import('ws') {
+  wsPackage ??= requireHere('ws') as typeof import('ws');
+  return wsPackage;
+}
+/** WebSocket.OPEN, without loading the package for a constant. */
+const OPEN = 1;
 
 /** The WebSocket subprotocol a framewire sender asks for (Sec-WebSocket-Protocol). */
 export const WS_SUBPROTOCOL = 'framewire.v1';
@@ -159,7 +171,7 @@ export class WsConnection extends EventEmitter implements Connection {
   }
 
   get closed(): boolean {
-    return this.done || this.ws.readyState !== WebSocket.OPEN;
+    return this.done || this.ws.readyState !== OPEN;
   }
 
   send(parts: Encoded): boolean {
@@ -180,7 +192,7 @@ export class WsConnection extends EventEmitter implements Connection {
   }
 
   close(): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    if (this.ws.readyState === OPEN) this.ws.close(1000);
   }
 
   destroy(err?: FramewireError): void {
@@ -231,7 +243,7 @@ export function wsAcceptor(
   onConnection: (conn: Connection) => void,
   anySubprotocol = false,
 ): WsAcceptor {
-  const wss = new WebSocketServer({
+  const wss = new (wsPackageLoaded().WebSocketServer)({
     noServer: true,
     perMessageDeflate: false,
     maxPayload: wsMaxPayload(options.limits),
@@ -274,14 +286,14 @@ function connectWs(url: URL, options: TransportOptions): Promise<Connection> {
   const t = options.tlsClient ?? {};
   return new Promise<Connection>((resolve, reject) => {
     let socket: Socket | undefined;
-    const ws = new WebSocket(`${target}${url.search}`, [WS_SUBPROTOCOL], {
+    const ws = new (wsPackageLoaded().WebSocket)(`${target}${url.search}`, [WS_SUBPROTOCOL], {
       perMessageDeflate: false,
       maxPayload: wsMaxPayload(options.limits),
       handshakeTimeout: options.connectTimeoutMs > 0 ? options.connectTimeoutMs : undefined,
       followRedirects: false,
       ...(secure
         ? {
-            ...(t.ca ? { ca: t.ca } : {}),
+            ...(t.ca ? { ca: trustedCas(t.ca) } : {}),
             ...(t.cert ? { cert: t.cert } : {}),
             ...(t.key ? { key: t.key } : {}),
             ...(t.servername ? { servername: t.servername } : {}),

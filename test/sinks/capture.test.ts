@@ -55,7 +55,21 @@ test('Chromium with a fake camera on /capture: at least 50 decodable JPEGs land 
   const io = capture();
   const ac = new AbortController();
   const serving = run(
-    ['serve', '--listen', 'tcp://127.0.0.1:0', '--out', out, '--view', '127.0.0.1:0', '--token', TOKEN],
+    // The same secret as the viewer token: ?token= on the page load sets the viewer's cookie (for its
+    // scripts and the /ws upgrade) and fills in the sender's token.
+    [
+      'serve',
+      '--listen',
+      'tcp://127.0.0.1:0',
+      '--out',
+      out,
+      '--view',
+      '127.0.0.1:0',
+      '--token',
+      TOKEN,
+      '--view-token',
+      TOKEN,
+    ],
     { ...io, signal: ac.signal },
   );
   const userDataDir = join(root, 'chromium-profile');
@@ -82,6 +96,17 @@ test('Chromium with a fake camera on /capture: at least 50 decodable JPEGs land 
     const logs: string[] = [];
     tab.on('pageerror', (e) => errors.push(e.message));
     tab.on('console', (m) => logs.push(m.text()));
+    const violations: string[] = [];
+    await tab.exposeFunction('fwViolation', (v: string) => violations.push(v));
+    await tab.addInitScript(() => {
+      const g = globalThis as unknown as {
+        addEventListener(t: string, f: (e: { violatedDirective: string; blockedURI: string }) => void): void;
+        fwViolation(v: string): void;
+      };
+      g.addEventListener('securitypolicyviolation', (e) =>
+        g.fwViolation(`${e.violatedDirective} ${e.blockedURI}`),
+      );
+    });
     await tab.goto(
       `${page}?stream=phone&mode=reliable&fps=15&size=320x240&quality=0.7&token=${TOKEN}&autostart=1`,
     );
@@ -93,6 +118,11 @@ test('Chromium with a fake camera on /capture: at least 50 decodable JPEGs land 
       throw new Error(`${e.message}; page: ${await tab.textContent('#stats')}; console: ${logs.join(' | ')}`);
     });
     assert.deepEqual(errors, []);
+    assert.deepEqual(violations, [], 'no Content-Security-Policy violation');
+    assert.deepEqual(
+      logs.filter((l) => /Content Security Policy/i.test(l)),
+      [],
+    );
     const dir = join(out, 'phone');
     let count = 0;
     const deadline = Date.now() + 90_000;

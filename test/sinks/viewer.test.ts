@@ -25,6 +25,7 @@ import {
   type FramewireServer,
 } from '../../src/index.js';
 import { jpegSize } from '../../src/jpeg.js';
+import { SyncSink } from '../../src/sinks/sync.js';
 import { createViewer, extractBoxes, parseHostPort, type ViewerSink } from '../../src/sinks/viewer.js';
 import { findFfmpeg } from '../../src/sources/ffmpeg.js';
 import { hue, noiseJpeg, solidJpeg } from '../helpers/images.js';
@@ -532,7 +533,12 @@ describe('lifecycle', () => {
 describe('the page in headless Chromium', () => {
   test('two live tiles whose pixels change, a message in the panel, a box drawn over its frame', async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
-    const r = await rig();
+    // With a viewer token: the first load carries ?token=, the cookie it sets carries the rest (the
+    // script, the style sheet, the WebSocket and its reconnects).
+    const TOKEN = 'page-token';
+    const r = await rig({ token: TOKEN });
+    const sync = await SyncSink.open([['front', 'thermal']], undefined, {});
+    r.viewer.addSync(sync);
     const a = r.client.stream('front', { kind: 'visible', mode: 'live' });
     const b = r.client.stream('thermal', { kind: 'infrared', mode: 'live' });
     const f = feed([a, b], 80, [160, 120]);
@@ -555,11 +561,39 @@ describe('the page in headless Chromium', () => {
     try {
       const page = browser.pages()[0] ?? (await browser.newPage());
       const errors: string[] = [];
+      const violations: string[] = [];
       page.on('pageerror', (e) => errors.push(String(e)));
       page.on('console', (m) => {
         if (m.type() === 'error') errors.push(m.text());
+        if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
       });
-      await page.goto(r.viewer.url);
+      // Every CSP violation of every page loaded, as the browser reports it to the page.
+      await page.exposeFunction('fwViolation', (v: string) => violations.push(v));
+      await page.addInitScript(() => {
+        const g = globalThis as unknown as {
+          addEventListener(
+            t: string,
+            f: (e: { violatedDirective: string; blockedURI: string }) => void,
+          ): void;
+          fwViolation(v: string): void;
+        };
+        g.addEventListener('securitypolicyviolation', (e) =>
+          g.fwViolation(`${e.violatedDirective} ${e.blockedURI}`),
+        );
+      });
+      // The browser logs the 401 itself, at a moment of its choosing: wait for that line, then forget it.
+      const logged401 = page
+        .waitForEvent('console', { predicate: (m) => /401/.test(m.text()), timeout: 30_000 })
+        .catch(() => undefined);
+      const noToken = await page.goto(r.viewer.url);
+      assert.equal(noToken?.status(), 401, 'without the token');
+      await logged401;
+      errors.length = 0;
+      await page.goto(`${r.viewer.url}?token=${TOKEN}`);
+      const cookies = await browser.cookies(r.viewer.url);
+      assert.equal(cookies.length, 1);
+      assert.equal(cookies[0]!.httpOnly, true);
+      assert.equal(cookies[0]!.sameSite, 'Strict');
       // The functions below run in the page (serialised by Playwright), so they use nothing from here.
       const shown = (name: string) =>
         page.evaluate((n) => (globalThis as unknown as Page).framewire.shown[n] ?? 0, name);
@@ -642,9 +676,21 @@ describe('the page in headless Chromium', () => {
         !(edge[2]! > 200 && edge[0]! < 50 && edge[1]! < 50),
         `the box edge is drawn: ${edge.join(',')}`,
       );
+      // A reload without ?token= works on the cookie alone; so does the sync page.
+      await page.goto(r.viewer.url);
+      await page.waitForFunction(
+        () => (globalThis as unknown as { framewire?: { connected: boolean } }).framewire?.connected === true,
+        undefined,
+        { timeout: 60_000 },
+      );
+      const syncPage = await page.goto(`${r.viewer.url}sync`);
+      assert.equal(syncPage?.status(), 200);
+      await page.waitForSelector('#groups h2', { timeout: 60_000 });
       assert.deepEqual(errors, []);
+      assert.deepEqual(violations, [], 'no Content-Security-Policy violation');
     } finally {
       f.stop();
+      await sync.close();
       await browser.close();
       await rm(userDataDir, { recursive: true, force: true });
       await r.close();
