@@ -187,13 +187,17 @@ export class Sender {
       try { m = decode(ev.data); } catch (e) { this.fail(String(e)); return; }
       if (m.type === P.T.AUTH && this.o.token) {
         const theirs = await proof(this.o.token, 'receiver', senderNonce, m.body.nonce);
-        // Answer even when the receiver's proof is wrong, so that both sides see ERR_AUTH.
-        ws.send(encodeControl(P.T.AUTH, { proof: await proof(this.o.token, 'sender', senderNonce, m.body.nonce) }));
+        // The receiver's proof is checked first: an impostor gets an error and never this page's proof
+        // (material for guessing the token offline), as the Node sender does (src/session/handshake.ts).
         if (theirs !== m.body.proof) {
-          this.error = 'ERR_AUTH: the receiver does not prove the same token';
+          const message = 'wrong token: the receiver does not prove the same token (this sender sent no proof)';
+          ws.send(encodeControl(P.T.ERROR, { code: 'ERR_AUTH', message, fatal: true }));
+          this.error = 'ERR_AUTH: ' + message;
           this.closed = true;
           ws.close(1000);
+          return;
         }
+        ws.send(encodeControl(P.T.AUTH, { proof: await proof(this.o.token, 'sender', senderNonce, m.body.nonce) }));
       } else if (m.type === P.T.WELCOME) {
         const s = (m.body.streams || []).find((x) => x.id === 0);
         if (!s) return;
