@@ -8,6 +8,7 @@
 //   FUZZ_SECONDS  the whole campaign's budget (default 300); each property gets its share and stops
 //                 there, counting the runs it did as passed; the campaign is killed 60 s past the budget
 // A failure prints fast-check's counterexample and the command that replays it (FUZZ_SEED, FUZZ_PATH).
+// At the end it prints the peak RSS of each test process (sampled from /proc each second; Linux).
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -43,8 +44,8 @@ for (const f of files) {
   properties += (readFileSync(join(root, f), 'utf8').match(/(?<![.\w])check(?:Async)?\(\s*['`]/g) ?? [])
     .length;
 }
-// session.test.ts runs its one property twice (without and with a token).
-properties += 1;
+// session.test.ts and handshake.test.ts run their one property twice (without and with a token).
+properties += files.filter((f) => /(session|handshake)\.test\.ts$/.test(f)).length;
 properties = Math.max(1, properties);
 // Kept back for starting processes, compiling, health checks, cleanup: 10 s per file, and a tenth.
 const overheadMs = files.length * 10_000 + seconds * 100;
@@ -91,6 +92,32 @@ child.stdout.on('data', (chunk) => {
     if (m && !l.includes('properties, FUZZ_SEED')) summary.push(m[1]);
   }
 });
+// Memory: the peak RSS (VmHWM) of every test process (the runner's children, one per file), sampled each
+// second from /proc (Linux), printed at the end.
+const peaks = new Map();
+function sampleMemory() {
+  let pids;
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+      if (ppid !== child.pid && Number(pid) !== child.pid) continue;
+      const hwm = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const file =
+        Number(pid) === child.pid ? 'the test runner' : (cmd.find((a) => a.endsWith('.test.ts')) ?? pid);
+      peaks.set(file, Math.max(peaks.get(file) ?? 0, hwm));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+}
+const sampler = setInterval(sampleMemory, 1000);
 const killer = setTimeout(
   () => {
     console.error(`fuzz: still running ${seconds + 60} s after the start: killing it`);
@@ -100,9 +127,13 @@ const killer = setTimeout(
 );
 child.on('close', (code, signal) => {
   clearTimeout(killer);
+  clearInterval(sampler);
   const took = ((Date.now() - started) / 1000).toFixed(0);
   console.log(`\nfuzz campaign, FUZZ_SEED=${seed}, ${took} s:`);
   for (const s of summary) console.log(`  ${s}`);
+  for (const [file, hwm] of [...peaks].sort()) {
+    console.log(`  peak RSS ${(hwm / 1048576).toFixed(0)} MB: ${relative(root, file) || file}`);
+  }
   if (code === 0) console.log('fuzz: every property held');
   else
     console.log(

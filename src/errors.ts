@@ -30,6 +30,8 @@ export const ErrorCode = {
   AUTH: 'ERR_AUTH',
   TLS: 'ERR_TLS',
   TOO_MANY_CONNECTIONS: 'ERR_TOO_MANY_CONNECTIONS',
+  EARLY_DATA: 'ERR_EARLY_DATA',
+  RECEIVER_BUSY: 'ERR_RECEIVER_BUSY',
   // names and files
   UNSAFE_NAME: 'ERR_UNSAFE_NAME',
   WRITE_FAILED: 'ERR_WRITE_FAILED',
@@ -58,6 +60,7 @@ export const ErrorCode = {
   IZMQ_SHAPE: 'ERR_IZMQ_SHAPE',
   // ffmpeg sources (src/sources/ffmpeg.ts)
   FFMPEG_NOT_FOUND: 'ERR_FFMPEG_NOT_FOUND',
+  FFMPEG_TOO_OLD: 'ERR_FFMPEG_TOO_OLD',
   SOURCE_STALLED: 'ERR_SOURCE_STALLED',
   // the UDP transport (src/transports/udp)
   REASSEMBLY_LIMIT: 'ERR_REASSEMBLY_LIMIT',

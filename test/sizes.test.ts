@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InvalidArgumentError } from 'commander';
-import { parseSize } from '../src/cli/common.js';
+import { sizeOption } from '../src/cli/values.js';
 import { FramewireError } from '../src/errors.js';
 import { parseByteSize } from '../src/sizes.js';
 
@@ -41,6 +41,7 @@ test('a malformed size is ERR_BAD_OPTION naming the option, with the syntax as h
 });
 
 test('the CLI size options take the same syntax as --rate (32M works for both)', () => {
+  const parseSize = sizeOption('--window-bytes', { min: 1, max: 2 ** 40 });
   assert.equal(parseSize('32M'), 32_000_000);
   assert.equal(parseSize('512KiB'), 512 * 1024);
   assert.throws(() => parseSize('lots'), InvalidArgumentError);

@@ -2,9 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import { FramewireError } from '../index.js';
-import { parseByteSize, SIZE_SYNTAX } from '../sizes.js';
 
 export interface CliIO {
   stdout: NodeJS.WritableStream;
@@ -21,34 +20,6 @@ export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
 
 /** A command line that makes no sense: printed with a hint, exit code 2. */
 export class UsageError extends Error {}
-
-export function parsePositive(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!(Number.isFinite(n) && n > 0)) throw new InvalidArgumentError(`${name} must be a positive number`);
-    return n;
-  };
-}
-
-/** A commander argument parser for size options; one syntax everywhere (src/sizes.ts, docs/cli.md). */
-export function parseSize(v: string): number {
-  try {
-    return parseByteSize(v, 'size');
-  } catch (err) {
-    if (err instanceof FramewireError)
-      throw new InvalidArgumentError(`"${v}" is not a size (${SIZE_SYNTAX})`);
-    throw err;
-  }
-}
-
-/** A commander parser for durations: `20ms`, `0.2s`, `500us`, or a bare number of ms. Returns µs. */
-export function parseDurationUs(v: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s)?\s*$/.exec(v);
-  if (!m) throw new InvalidArgumentError(`"${v}" is not a duration (e.g. 20ms, 0.2s, 500us)`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 'ms';
-  return Math.round(unit === 's' ? n * 1e6 : unit === 'ms' ? n * 1e3 : n);
-}
 
 export function collect(v: string, prev: string[] | undefined): string[] {
   return [...(prev ?? []), v];
@@ -98,12 +69,36 @@ export interface CommonNet {
   quiet?: boolean;
   token?: string;
   ca?: string;
+  cert?: string;
+  key?: string;
 }
 
-/** The connect() options that --token and --ca give. */
-export function clientSecurity(opts: CommonNet): { token?: string; tls?: { ca: Buffer } } {
+/** --cert and --key of send and msg (a client certificate for mutual TLS) go together. */
+export function checkClientCert(opts: { cert?: string | undefined; key?: string | undefined }): void {
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    throw new FramewireError('ERR_BAD_OPTION', '--cert and --key go together', {
+      hint: 'give the client certificate and its private key (PEM), for a receiver started with serve --ca',
+    });
+  }
+}
+
+/**
+ * The connect() options that --token, --ca, --cert and --key give. --ca adds to the system's CAs
+ * (src/transports/tls.ts); --cert and --key answer a receiver that asks for a client certificate.
+ */
+export function clientSecurity(opts: CommonNet): {
+  token?: string;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+} {
+  checkClientCert(opts);
   const ca = readPem('--ca', opts.ca);
-  return { ...(opts.token ? { token: opts.token } : {}), ...(ca ? { tls: { ca } } : {}) };
+  const cert = readPem('--cert', opts.cert);
+  const key = readPem('--key', opts.key);
+  const tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+  return {
+    ...(opts.token ? { token: opts.token } : {}),
+    ...(Object.keys(tls).length > 0 ? { tls } : {}),
+  };
 }
 
 /** The I/O every command gets, and how it reports its exit code. */

@@ -8,6 +8,7 @@ import { createFoxglove, type FoxgloveSink } from '../sinks/foxglove.js';
 import { OnceFolderSink } from '../sinks/once.js';
 import { createViewer, type ViewerSink } from '../sinks/viewer.js';
 import { JetStreamSource, parseStartFrom, type StartFrom } from '../sources/jetstream.js';
+import { checkApplicable, factsOf } from './applicability.js';
 import { type CommandContext, collect, line, reportError } from './common.js';
 import { busTls, viewAddress } from './serve.js';
 import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
@@ -64,14 +65,26 @@ export function registerConsume(program: Command, ctx: CommandContext): void {
         '--ack-wait <duration>',
         'how long a frame may stay unacknowledged before another worker gets it',
       )
-        .argParser(option((v) => parseDuration(v, '--ack-wait')))
+        .argParser(
+          option((v) => {
+            const ms = parseDuration(v, '--ack-wait');
+            if (ms <= 0 || ms > 7 * 86_400_000)
+              throw new InvalidArgumentError(`--ack-wait must be above 0 and at most 7d, got "${v}"`);
+            return ms;
+          }),
+        )
         .default(30_000, '30s'),
     )
     .option('--bus-ca <file>', 'CA (PEM) that signs the bus server certificate (TLS to the bus)')
     .option('--bus-cert <file>', 'client certificate (PEM) for the bus')
     .option('--bus-key <file>', 'client private key (PEM) for the bus')
     .option('-q, --quiet', 'print only messages (and frames without --out or --view) and errors')
-    .action(async (url: string, opts) => {
+    .action(async (url: string, opts, cmd: Command) => {
+      try {
+        checkApplicable('consume', cmd, factsOf(cmd, []), url);
+      } catch (err) {
+        return ctx.setExit(reportError(err, ctx.stderr));
+      }
       ctx.setExit(await consumeCommand(url, opts, ctx));
     });
 }

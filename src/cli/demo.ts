@@ -19,8 +19,10 @@ import {
 import { FolderSink } from '../sinks/folder.js';
 import { createViewer, type ViewerSink } from '../sinks/viewer.js';
 import { ffmpegSource } from '../sources/ffmpeg.js';
-import { abortPromise, type CommandContext, EXIT, line, parsePositive, reportError } from './common.js';
+import { parseSizeOption } from '../sources/ffmpeg-options.js';
+import { abortPromise, type CommandContext, EXIT, line, reportError } from './common.js';
 import { viewAddress } from './serve.js';
+import { parseFps, parseQuality, wxhOption } from './values.js';
 import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 const DEFAULT_VIEW = { host: '127.0.0.1', port: 8080 };
@@ -57,19 +59,10 @@ export function registerDemo(program: Command, ctx: CommandContext): void {
     .addOption(
       new Option('--size <WxH>', 'picture size of the test cameras')
         .default('640x480')
-        .argParser((v: string) => {
-          if (!/^\d{2,5}x\d{2,5}$/.test(v)) throw new Error(`--size "${v}" is not WxH, e.g. 640x480`);
-          return v;
-        }),
+        .argParser(wxhOption('--size')),
     )
-    .addOption(
-      new Option('--fps <n>', 'frames per second of each camera')
-        .argParser(parsePositive('--fps'))
-        .default(15),
-    )
-    .addOption(
-      new Option('--quality <n>', 'JPEG quality 1..100').argParser(parsePositive('--quality')).default(80),
-    )
+    .addOption(new Option('--fps <n>', 'frames per second of each camera').argParser(parseFps).default(15))
+    .addOption(new Option('--quality <n>', 'JPEG quality 1..100').argParser(parseQuality).default(80))
     .option('-q, --quiet', 'print only the viewer URL and errors')
     .action(async (opts: DemoOptions) => {
       ctx.setExit(await demoCommand(opts, ctx));
@@ -147,7 +140,7 @@ async function demoCommand(opts: DemoOptions, io: CommandContext): Promise<numbe
     const visible = client.stream('visible', { kind: 'visible', mode: 'live' });
     const thermal = client.stream('thermal', { kind: 'infrared', mode: 'live' });
 
-    const [w, h] = opts.size.split('x').map(Number) as [number, number];
+    const { width: w, height: h } = parseSizeOption(opts.size);
     let lastVisible = -1;
     const camera = async (
       pattern: 'testsrc' | 'thermal',

@@ -1,20 +1,21 @@
 /** `framewire msg`: send JSON messages. */
 import { type Command, Option } from 'commander';
-import { connect } from '../index.js';
+import { connect, FramewireError } from '../index.js';
+import { checkApplicable, factsOf, schemeOf } from './applicability.js';
 import {
   type CommandContext,
   type CommonNet,
+  checkClientCert,
   checkJsonArgument,
   clientSecurity,
   EXIT,
   line,
-  parsePositive,
   reportError,
   sendJsonLines,
   tokenOption,
-  UsageError,
 } from './common.js';
 import { legacyMsgCommand, legacySchemeOf } from './legacy.js';
+import { parseRetryFor } from './values.js';
 
 /** Adds `framewire msg` to the program. */
 export function registerMsg(program: Command, ctx: CommandContext): void {
@@ -26,16 +27,27 @@ export function registerMsg(program: Command, ctx: CommandContext): void {
     .option('-r, --ref <stream:seq>', 'the frame the message describes, e.g. cam0:41')
     .addOption(
       new Option('--retry-for <seconds>', 'keep reconnecting this long before giving up')
-        .argParser(parsePositive('--retry-for'))
+        .argParser(parseRetryFor)
         .default(30),
     )
     .addOption(tokenOption())
     .option(
       '--ca <file>',
-      "tls://, wss://: trust this CA or self-signed certificate (PEM) for the receiver's certificate",
+      "tls://, wss://: trust this CA or self-signed certificate (PEM) for the receiver's certificate, besides the system's CAs",
     )
+    .option(
+      '--cert <file>',
+      'tls://, wss://: client certificate (PEM) for a receiver that asks for one (serve --ca)',
+    )
+    .option('--key <file>', 'tls://, wss://: private key (PEM) of --cert')
     .option('-q, --quiet', 'print only errors')
-    .action(async (json: string | undefined, opts) => {
+    .action(async (json: string | undefined, opts, cmd: Command) => {
+      try {
+        checkApplicable('msg', cmd, factsOf(cmd, [schemeOf(opts.to)]), opts.to);
+        checkClientCert(opts);
+      } catch (err) {
+        return ctx.setExit(reportError(err, ctx.stderr));
+      }
       // legacy-json://: the seed programs' message port (src/compat).
       if (legacySchemeOf(opts.to)) return ctx.setExit(await legacyMsgCommand(json, opts, ctx));
       ctx.setExit(await msgCommand(json, opts, ctx));
@@ -57,7 +69,11 @@ async function msgCommand(
   let ref: { stream: string; seq: number } | undefined;
   if (opts.ref !== undefined) {
     const m = /^(.+):(\d+)$/.exec(opts.ref);
-    if (!m) throw new UsageError(`--ref "${opts.ref}" must look like STREAM:SEQ, e.g. cam0:41`);
+    if (!m)
+      throw new FramewireError(
+        'ERR_BAD_OPTION',
+        `--ref "${opts.ref}" must look like STREAM:SEQ, e.g. cam0:41`,
+      );
     ref = { stream: m[1]!, seq: Number(m[2]) };
   }
   // Check the argument before connecting, so a typo fails at once.

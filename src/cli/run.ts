@@ -39,7 +39,11 @@ export async function run(argv: string[], io: Partial<CliIO> = {}): Promise<numb
     .configureOutput({
       writeOut: (s) => stdout.write(s),
       writeErr: (s) => stderr.write(s),
-      outputError: (s, write) => write(`framewire: ${s.replace(/^error: /, '')}`),
+      // A bad option value is a usage error with a code, like the ones the commands raise themselves.
+      outputError: (s, write) =>
+        write(
+          `framewire: ${s.replace(/^error: /, '').replace(/^(option '[^']*' argument '.*?' is invalid)\. /, 'ERR_BAD_OPTION: $1: ')}`,
+        ),
     });
 
   registerServe(program, ctx);

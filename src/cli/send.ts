@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import {
   connect,
   type Frame,
@@ -21,6 +21,7 @@ import {
 } from '../sources/ffmpeg.js';
 import { folderSource } from '../sources/folder.js';
 import { readTimesFile } from '../sources/times.js';
+import { schemeOf } from './applicability.js';
 import {
   type CommandContext,
   type CommonNet,
@@ -28,17 +29,26 @@ import {
   defaultStreamName,
   EXIT,
   line,
-  parsePositive,
-  parseSize,
   reportError,
   tokenOption,
-  UsageError,
 } from './common.js';
 import { izmqSchemeOf, izmqSendCommand } from './imagezmq.js';
 import { legacySchemeOf, legacySendCommand } from './legacy.js';
 import { formatSummary, Progress } from './progress.js';
+import { checkSendOptions } from './send-options.js';
 import { formatClock, StatusLine } from './status-line.js';
-import { parseMtu, parseRate, withUdpOptions } from './udp-options.js';
+import { udpLatencyMs, withUdpOptions } from './udp-options.js';
+import {
+  parseFps,
+  parseLatency,
+  parseMtu,
+  parseQuality,
+  parseRate,
+  parseRetryFor,
+  parseWindowBytes,
+  parseWindowFrames,
+  wxhOption,
+} from './values.js';
 
 /** Adds `framewire send` to the program. */
 export function registerSend(program: Command, ctx: CommandContext): void {
@@ -73,12 +83,12 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .option(
       '--fps <n>',
       'folders: pace frames at N per second (default: as fast as the receiver takes them); ffmpeg inputs: output frame rate',
-      parsePositive('--fps'),
+      parseFps,
     )
     .option(
       '--size <WxH>',
       'ffmpeg inputs: scale to WxH, e.g. 1280x720 (a camera is asked for that mode)',
-      parseWxH,
+      wxhOption('--size'),
     )
     .option('--quality <n>', 'ffmpeg inputs: JPEG quality 1..100 (default 80)', parseQuality)
     .option('--realtime', "video files: send at the file's own frame rate, as a camera would")
@@ -90,17 +100,17 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .option('--stats', 'print a status line every second: fps, MB/s, ack latency p50, drops')
     .addOption(
       new Option('--retry-for <seconds>', 'keep reconnecting this long before giving up')
-        .argParser(parsePositive('--retry-for'))
+        .argParser(parseRetryFor)
         .default(30),
     )
     .addOption(
       new Option('--window-frames <n>', 'frames in flight before waiting for acks')
-        .argParser(parsePositive('--window-frames'))
+        .argParser(parseWindowFrames)
         .default(128),
     )
     .addOption(
       new Option('--window-bytes <size>', 'bytes in flight before waiting for acks')
-        .argParser(parseSize)
+        .argParser(parseWindowBytes)
         .default(32 * 1024 * 1024, '32MiB'),
     )
     .option(
@@ -116,10 +126,8 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .addOption(
       new Option(
         '--latency <ms>',
-        'live streams over udp://: a frame not delivered whole within this is dropped',
-      )
-        .argParser(parsePositive('--latency'))
-        .default(120),
+        'live streams over udp://: a frame not delivered whole within this is dropped (1..60000, default 120)',
+      ).argParser(parseLatency),
     )
     .option(
       '--resume',
@@ -130,10 +138,20 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .addOption(tokenOption())
     .option(
       '--ca <file>',
-      "tls://, wss://: trust this CA or self-signed certificate (PEM) for the receiver's certificate",
+      "tls://, wss://: trust this CA or self-signed certificate (PEM) for the receiver's certificate, besides the system's CAs",
     )
+    .option(
+      '--cert <file>',
+      'tls://, wss://: client certificate (PEM) for a receiver that asks for one (serve --ca)',
+    )
+    .option('--key <file>', 'tls://, wss://: private key (PEM) of --cert')
     .option('-q, --quiet', 'print only errors')
-    .action(async (inputs: string[], opts) => {
+    .action(async (inputs: string[], opts, cmd: Command) => {
+      try {
+        checkSendOptions(inputs, opts, cmd);
+      } catch (err) {
+        return ctx.setExit(reportError(err, ctx.stderr));
+      }
       // legacy-udp://, legacy-tcp://: the seed programs' servers (src/compat).
       if (legacySchemeOf(opts.to)) return ctx.setExit(await legacySendCommand(inputs, opts, ctx));
       // izmq://, izmq+pub://: ImageZMQ hubs and subscribers (src/compat/imagezmq).
@@ -159,19 +177,6 @@ async function primed(source: AsyncIterable<Frame>): Promise<AsyncIterable<Frame
   };
 }
 
-function parseWxH(v: string): string {
-  if (!/^[1-9]\d{0,4}x[1-9]\d{0,4}$/.test(v))
-    throw new InvalidArgumentError('--size must be WxH, e.g. 1280x720');
-  return v;
-}
-
-function parseQuality(v: string): number {
-  const n = Number(v);
-  if (!(Number.isInteger(n) && n >= 1 && n <= 100))
-    throw new InvalidArgumentError('--quality must be an integer 1..100');
-  return n;
-}
-
 // ---- send ---------------------------------------------------------------------------------------------
 
 async function sendCommand(
@@ -192,7 +197,7 @@ async function sendCommand(
     windowBytes: number;
     mtu?: number;
     rate?: number;
-    latency: number;
+    latency?: number;
     epoch?: string;
     resume?: boolean;
     progress: boolean;
@@ -211,22 +216,8 @@ async function sendCommand(
   try {
     // One video, camera, URL or test pattern goes through ffmpeg; anything else is read as image files.
     const first = inputs[0] ?? '';
+    // Checked by checkSendOptions(): one ffmpeg input alone, or image files; options that fit them.
     const viaFfmpeg = inputs.length === 1 && isFfmpegInput(first);
-    if (!viaFfmpeg && inputs.some((i) => isFfmpegInput(i))) {
-      throw new UsageError('a video file, camera, URL or test pattern must be the only input of send');
-    }
-    if (!viaFfmpeg) {
-      const only = [
-        opts.size && '--size',
-        opts.quality !== undefined && '--quality',
-        opts.realtime && '--realtime',
-      ].filter(Boolean);
-      if (only.length > 0) {
-        throw new UsageError(
-          `${only.join(', ')} apply to video files, cameras, URLs and test patterns only (use --fps to pace a folder)`,
-        );
-      }
-    }
     let frames: AsyncIterable<Frame>;
     let video: FfmpegSource | undefined;
     let streamName: string;
@@ -234,9 +225,6 @@ async function sendCommand(
     let total: { frames: number; bytes: number } | undefined;
     let what: string;
     let files: readonly string[] | undefined;
-    if (opts.resume && (viaFfmpeg || opts.loop || opts.epoch)) {
-      throw new UsageError('--resume works with folders, globs and files, without --loop or --epoch');
-    }
     if (viaFfmpeg) {
       video = ffmpegSource(first, {
         ...(opts.size === undefined ? {} : { size: opts.size }),
@@ -273,9 +261,9 @@ async function sendCommand(
     const abortConnecting = () => connecting.abort();
     io.signal.addEventListener('abort', abortConnecting, { once: true });
     try {
+      // --mtu, --rate and --latency travel in the udp:// URL, where the transport and the client read them.
       client = await connect(withUdpOptions(opts.to, opts), {
         retryForMs: opts.retryFor * 1000,
-        latencyMs: opts.latency,
         windowFrames: opts.windowFrames,
         windowBytes: opts.windowBytes,
         signal: connecting.signal,
@@ -318,7 +306,12 @@ async function sendCommand(
         what = `${rest.length} remaining files`;
       }
     }
-    log(`sending ${what} to ${opts.to} as stream ${streamName} (${mode})`);
+    // Over udp:// a live frame has a latency budget: --latency or the URL's ?latency= (one setting).
+    const budget =
+      mode === 'live' && schemeOf(opts.to) === 'udp'
+        ? `, frames not delivered within ${opts.latency ?? udpLatencyMs(opts.to)} ms are dropped`
+        : '';
+    log(`sending ${what} to ${opts.to} as stream ${streamName} (${mode}${budget})`);
     // The status line replaces the progress display; the summary is printed either way.
     const showProgress = opts.progress && !opts.quiet && !opts.stats;
     progress = showProgress ? new Progress({ total, stream: io.stderr, label: streamName }) : undefined;

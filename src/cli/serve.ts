@@ -19,13 +19,21 @@ import {
   collect,
   EXIT,
   line,
-  parseDurationUs,
-  parseSize,
   readPem,
   reportError,
   tokenOption,
 } from './common.js';
-import { parseMtu, udpListenOptions } from './udp-options.js';
+import { checkServeOptions, DEFAULT_LISTEN } from './serve-options.js';
+import { udpListenOptions } from './udp-options.js';
+import {
+  parseMaxFrameBytes,
+  parseMaxMessageBytes,
+  parseMaxMetaBytes,
+  parseMaxWait,
+  parseMtu,
+  parseTolerance,
+  sizeOption,
+} from './values.js';
 import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
 
 /** Adds `framewire serve` to the program. */
@@ -40,18 +48,18 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     )
     .option('-o, --out <dir>', 'save frames to DIR/<stream>/ and messages to DIR/messages.jsonl')
     .addOption(
-      new Option('--max-frame-bytes <size>', 'largest frame accepted')
-        .argParser(parseSize)
+      new Option('--max-frame-bytes <size>', 'largest frame accepted (1B..4GiB-1)')
+        .argParser(parseMaxFrameBytes)
         .default(64 * 1024 * 1024, '64MiB'),
     )
     .addOption(
-      new Option('--max-meta-bytes <size>', 'largest frame metadata accepted')
-        .argParser(parseSize)
+      new Option('--max-meta-bytes <size>', 'largest frame metadata accepted (0..65535 bytes)')
+        .argParser(parseMaxMetaBytes)
         .default(16 * 1024, '16KiB'),
     )
     .addOption(
-      new Option('--max-message-bytes <size>', 'largest JSON message accepted')
-        .argParser(parseSize)
+      new Option('--max-message-bytes <size>', 'largest JSON message accepted (2B..4GiB-1)')
+        .argParser(parseMaxMessageBytes)
         .default(1024 * 1024, '1MiB'),
     )
     .option(
@@ -74,7 +82,7 @@ export function registerServe(program: Command, ctx: CommandContext): void {
         '--sync-write-max <size>',
         'frames up to SIZE are written to --out with synchronous calls while the disk keeps up (0: all on the thread pool)',
       )
-        .argParser(parseSize)
+        .argParser(parseSyncWriteMax)
         .default(DEFAULT_SYNC_WRITE_MAX_BYTES, '1MiB'),
     )
     .addOption(
@@ -114,18 +122,22 @@ export function registerServe(program: Command, ctx: CommandContext): void {
     .option('--key <file>', 'TLS private key (PEM) for tls:// and wss:// endpoints')
     .option('--ca <file>', 'with --cert: require senders to present a certificate signed by this CA')
     .option(
+      '--allow-unauthenticated-legacy',
+      'with --token: still listen on legacy-*:// and izmq*:// endpoints, which cannot check it (a warning is printed)',
+    )
+    .option(
       '--sync <streams>',
       'group frames of these streams (A,B[,…]) taken at the same moment into OUT/sync.jsonl (repeatable: several groups)',
       collect,
     )
     .addOption(
       new Option('--tolerance <time>', 'with --sync: largest span of a group, e.g. 20ms')
-        .argParser(parseDurationUs)
+        .argParser(parseTolerance)
         .default(20_000, '20ms'),
     )
     .addOption(
       new Option('--max-wait <time>', 'with --sync: how long to wait for a late frame, e.g. 200ms')
-        .argParser(parseDurationUs)
+        .argParser(parseMaxWait)
         .default(200_000, '200ms'),
     )
     .option(
@@ -133,10 +145,17 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       "take senders' capture times as they are (PTP or chrony keep the clocks together): no clock correction",
     )
     .option('-q, --quiet', 'print only messages and errors')
-    .action(async (opts) => {
+    .action(async (opts, cmd: Command) => {
+      try {
+        checkServeOptions(opts, cmd, ctx.stderr);
+      } catch (err) {
+        return ctx.setExit(reportError(err, ctx.stderr));
+      }
       ctx.setExit(await serveCommand(opts, ctx));
     });
 }
+
+const parseSyncWriteMax = sizeOption('--sync-write-max', { min: 0, max: 2 ** 32, integer: true });
 
 /** Parses --write-concurrency (a usage error unless an integer from 1 to 1024). */
 function parseConcurrency(v: string): number {
@@ -271,7 +290,7 @@ async function serveCommand(
       trustClocks: !!opts.trustClocks,
       ...(opts.token ? { token: opts.token } : {}),
       ...(cert && key ? { tls: { cert, key, ...(ca ? { ca, requestCert: true } : {}) } } : {}),
-      listen: udpListenOptions(opts.listen ?? ['tcp://0.0.0.0:7070'], opts.mtu),
+      listen: udpListenOptions(opts.listen ?? DEFAULT_LISTEN, opts.mtu),
       sinks,
       limits: {
         maxFrameBytes: opts.maxFrameBytes,

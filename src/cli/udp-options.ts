@@ -1,51 +1,59 @@
-/** The udp:// options of `framewire send` and `serve` (--mtu, --rate), carried to the transport in the URL. */
-import { InvalidArgumentError } from 'commander';
+/**
+ * The udp:// options of `framewire send` and `serve` (--mtu, --rate, --latency), carried to the transport in
+ * the URL: the udp transport and the client read them there, so `--latency 80` and `?latency=80` are one
+ * setting. Whether an option applies to a scheme at all is checked by the table in applicability.ts.
+ */
 import { FramewireError } from '../errors.js';
-import { parseByteSize } from '../sizes.js';
-import { MAX_MTU, MIN_MTU } from '../transports/udp/datagram.js';
-import { UsageError } from './common.js';
+import { schemeOf } from './applicability.js';
 
-/** --mtu: a datagram size in bytes. */
-export function parseMtu(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < MIN_MTU || n > MAX_MTU) {
-    throw new InvalidArgumentError(`--mtu must be a datagram size of ${MIN_MTU}..${MAX_MTU} bytes`);
-  }
-  return n;
-}
-
-/** --rate: bytes per second, e.g. 50MB/s, 400KB, 1000000. */
-export function parseRate(v: string): number {
-  try {
-    const n = parseByteSize(v, '--rate');
-    if (n <= 0) throw new InvalidArgumentError('--rate must be above 0');
-    return n;
-  } catch (err) {
-    if (err instanceof FramewireError) throw new InvalidArgumentError(`--rate: ${err.detail}`);
-    throw err;
-  }
-}
+const PARAMS = { mtu: 'mtu', rate: 'rate', latency: 'latency' } as const;
 
 /**
- * Adds --mtu and --rate to a udp:// endpoint as URL parameters (the transport reads them there). For other
- * schemes they mean nothing: a usage error when given.
+ * Adds --mtu, --rate and --latency to a udp:// endpoint as URL parameters. The same setting given both as
+ * an option and in the URL is a usage error (ERR_BAD_OPTION) rather than a silent choice.
  */
-export function withUdpOptions(endpoint: string, opts: { mtu?: number; rate?: number }): string {
-  if (opts.mtu === undefined && opts.rate === undefined) return endpoint;
-  if (!/^udp:\/\//i.test(endpoint.trim())) {
-    throw new UsageError(`--mtu and --rate apply to udp:// endpoints only, not ${endpoint}`);
+export function withUdpOptions(
+  endpoint: string,
+  opts: { mtu?: number | undefined; rate?: number | undefined; latency?: number | undefined },
+): string {
+  const given = (Object.keys(PARAMS) as (keyof typeof PARAMS)[]).filter((k) => opts[k] !== undefined);
+  if (given.length === 0) return endpoint;
+  if (!URL.canParse(endpoint.trim())) {
+    throw new FramewireError('ERR_BAD_URL', `${JSON.stringify(endpoint)} is not a URL`, {
+      hint: 'write it like udp://127.0.0.1:7070',
+    });
+  }
+  if (schemeOf(endpoint) !== 'udp') {
+    throw new FramewireError(
+      'ERR_BAD_OPTION',
+      `${given.map((k) => `--${k}`).join(', ')} apply to udp:// endpoints only, not ${endpoint}`,
+    );
   }
   const url = new URL(endpoint.trim());
-  if (opts.mtu !== undefined) url.searchParams.set('mtu', String(opts.mtu));
-  if (opts.rate !== undefined) url.searchParams.set('rate', String(opts.rate));
+  for (const k of given) {
+    if (url.searchParams.has(PARAMS[k])) {
+      throw new FramewireError(
+        'ERR_BAD_OPTION',
+        `--${k} and ?${PARAMS[k]}= in ${endpoint} set the same thing: give one of them`,
+      );
+    }
+    url.searchParams.set(PARAMS[k], String(opts[k]));
+  }
   return url.href;
 }
 
-/** Adds --mtu to every udp:// endpoint of `serve --listen`; a usage error when there is none. */
+/** Adds --mtu to every udp:// endpoint of `serve --listen` (the table checks that there is one). */
 export function udpListenOptions(endpoints: string[], mtu: number | undefined): string[] {
   if (mtu === undefined) return endpoints;
-  const udp = endpoints.filter((e) => /^udp:\/\//i.test(e.trim()));
-  if (udp.length === 0)
-    throw new UsageError('--mtu applies to udp:// endpoints; add one with --listen udp://…');
-  return endpoints.map((e) => (udp.includes(e) ? withUdpOptions(e, { mtu }) : e));
+  return endpoints.map((e) => (schemeOf(e) === 'udp' ? withUdpOptions(e, { mtu }) : e));
+}
+
+/** The latency budget a send over udp:// uses: --latency, else the URL's `?latency=`, else 120 ms. */
+export function udpLatencyMs(endpoint: string): number {
+  try {
+    const v = new URL(endpoint.trim()).searchParams.get('latency');
+    return v === null || v === '' ? 120 : Number(v);
+  } catch {
+    return 120;
+  }
 }

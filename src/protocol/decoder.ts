@@ -63,6 +63,28 @@ function u64(buf: Buffer, offset: number, what: string): number {
 
 export type MessageHandler = (msg: Message) => void;
 
+/**
+ * The bound on what the decoders of one receiver hold of partly received messages, all together (bytes,
+ * by each message's announced size). A decoder takes its share when a message it reads stays incomplete
+ * at the end of a chunk (never for a message that arrives whole) and gives it back when the message
+ * completes, or the decoder fails or is disposed.
+ */
+export class PartialBudget {
+  /** Bytes held now. */
+  used = 0;
+  readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+}
+
+/** What a receiver session may change of its connection's decoder (Connection.intake). */
+export interface DecoderIntake {
+  restrict(maxControlBytes: number, why: string): void;
+  admitAll(): void;
+  useBudget(budget: PartialBudget): void;
+}
+
 export interface DecoderOptions {
   /**
    * Check every frame's payload against its CRC32 (default true). A receiver may turn it off where the
@@ -72,7 +94,7 @@ export interface DecoderOptions {
   verifyCrc?: boolean;
 }
 
-export class Decoder {
+export class Decoder implements DecoderIntake {
   readonly limits: Limits;
   private readonly onMessage: MessageHandler;
   private chunks: Buffer[] = [];
@@ -86,6 +108,12 @@ export class Decoder {
   // the head and body of the current message being gathered in place, once it arrived in many chunks
   private assembly: Buffer | undefined;
   private assembled = 0;
+  /** While restricted (>= 0): the largest control body accepted, and no FRAME or MESSAGE at all. */
+  private controlOnly = -1;
+  private restrictedWhy = '';
+  private budget: PartialBudget | undefined;
+  /** Bytes of the current message taken from the budget. */
+  private held = 0;
 
   /** Whether frame payloads are checked against their CRC32; see {@link DecoderOptions.verifyCrc}. */
   readonly verifyCrc: boolean;
@@ -94,6 +122,56 @@ export class Decoder {
     this.onMessage = onMessage;
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.verifyCrc = options.verifyCrc ?? true;
+  }
+
+  /**
+   * Until {@link admitAll}: only control messages (and the fixed-size PING, PONG, ACK, CLOCK) with a body
+   * of at most `maxControlBytes`; a FRAME or MESSAGE header fails with ERR_EARLY_DATA from its 12 bytes,
+   * before anything is reserved for it. A receiver restricts a connection until its handshake is done
+   * (`why` says what it waits for, for the error message).
+   */
+  restrict(maxControlBytes: number, why: string): void {
+    this.controlOnly = Math.max(0, maxControlBytes);
+    this.restrictedWhy = why;
+  }
+
+  /** Lifts {@link restrict}: the limits alone apply again. */
+  admitAll(): void {
+    this.controlOnly = -1;
+  }
+
+  /**
+   * Shares `budget` with other decoders: a message that stays incomplete takes its announced size from it,
+   * and fails with ERR_RECEIVER_BUSY when that would exceed the budget.
+   */
+  useBudget(budget: PartialBudget): void {
+    this.releaseHeld();
+    this.budget = budget;
+  }
+
+  /** Gives back what this decoder holds of the budget (the connection is gone). */
+  dispose(): void {
+    this.releaseHeld();
+    this.chunks = [];
+    this.buffered = 0;
+    this.assembly = undefined;
+  }
+
+  private releaseHeld(): void {
+    if (this.held !== 0 && this.budget !== undefined) this.budget.used -= this.held;
+    this.held = 0;
+  }
+
+  private hold(total: number): void {
+    const b = this.budget!;
+    if (b.used + total > b.max) {
+      fail(
+        'ERR_RECEIVER_BUSY',
+        `${messageTypeName(this.type)} of ${total} bytes would take the partly received messages of all connections over maxPartialBytes ${b.max} (${b.used} held); try again`,
+      );
+    }
+    b.used += total;
+    this.held = total;
   }
 
   /** Bytes held that do not yet form a whole message. */
@@ -131,9 +209,7 @@ export class Decoder {
         err instanceof FramewireError
           ? err
           : new FramewireError('ERR_PROTOCOL', `decoder: ${String(err)}`, { cause: err });
-      this.chunks = [];
-      this.buffered = 0;
-      this.assembly = undefined;
+      this.dispose();
       throw this.failed;
     }
   }
@@ -147,6 +223,7 @@ export class Decoder {
         'ERR_TRUNCATED',
         `decoder: input ended inside a ${what} (${this.buffered} bytes left over)`,
       );
+      this.dispose();
       throw this.failed;
     }
   }
@@ -166,9 +243,11 @@ export class Decoder {
       }
       const total = this.headLen + this.bodyLen;
       if (this.buffered < total) {
+        if (this.held === 0 && this.budget !== undefined) this.hold(total);
         if (this.chunks.length > MAX_HELD_CHUNKS) this.startAssembly(total);
         return;
       }
+      if (this.held !== 0) this.releaseHeld();
       const head = this.take(this.headLen);
       const body = this.take(this.bodyLen);
       const type = this.type;
@@ -252,14 +331,17 @@ export class Decoder {
         if (headLen !== 0) {
           fail('ERR_BAD_HEADER', `${messageTypeName(type)} has head length ${headLen}, must be 0`);
         }
-        if (bodyLen > L.maxControlBytes) {
+        if (bodyLen > L.maxControlBytes || (this.controlOnly >= 0 && bodyLen > this.controlOnly)) {
+          const max =
+            this.controlOnly >= 0 ? Math.min(this.controlOnly, L.maxControlBytes) : L.maxControlBytes;
           fail(
             'ERR_MESSAGE_TOO_LARGE',
-            `${messageTypeName(type)} of ${bodyLen} bytes exceeds maxControlBytes ${L.maxControlBytes}`,
+            `${messageTypeName(type)} of ${bodyLen} bytes exceeds maxControlBytes ${max}`,
           );
         }
         break;
       case MessageType.FRAME:
+        if (this.controlOnly >= 0) this.early(type, bodyLen);
         if (headLen < FRAME_HEAD_FIXED) {
           fail('ERR_BAD_HEADER', `FRAME head length ${headLen} is below ${FRAME_HEAD_FIXED}`);
         }
@@ -271,6 +353,7 @@ export class Decoder {
         }
         break;
       case MessageType.MESSAGE:
+        if (this.controlOnly >= 0) this.early(type, bodyLen);
         if (headLen < MESSAGE_HEAD_FIXED) {
           fail('ERR_BAD_HEADER', `MESSAGE head length ${headLen} is below ${MESSAGE_HEAD_FIXED}`);
         }
@@ -310,6 +393,13 @@ export class Decoder {
     this.flags = h[4]!;
     this.headLen = headLen;
     this.bodyLen = bodyLen;
+  }
+
+  private early(type: number, bodyLen: number): never {
+    return fail(
+      'ERR_EARLY_DATA',
+      `${messageTypeName(type)} of ${bodyLen} bytes before ${this.restrictedWhy || 'the handshake is done'}; refused unread`,
+    );
   }
 
   private parse(type: number, flags: number, head: Buffer, body: Buffer): Message {

@@ -11,23 +11,25 @@ import { checkProof, isNonce, newNonce, proof } from './auth.js';
 // ---- the sender's side ---------------------------------------------------------------------------------
 
 /**
- * The sender's answer to the receiver's AUTH challenge. Without an answer the challenge was malformed. With
- * an answer and an error, the receiver's proof was wrong: the sender still answers, so that both sides see
- * ERR_AUTH (an answer is an HMAC over fresh nonces and tells an impostor nothing about the token).
+ * The sender's answer to the receiver's AUTH challenge, made only once the receiver proved the token: the
+ * sender checks that proof first and, when it is wrong or malformed, gives an error and no answer, so that an
+ * impostor receiver never gets the sender's proof (an HMAC it could test guessed tokens against offline).
  */
 export function answerChallenge(
   token: string,
   senderNonce: string,
   body: AuthBody,
   href: string,
-): { answer: { proof: string } | undefined; error: FramewireError | undefined } {
+): { answer: { proof: string }; error: undefined } | { answer: undefined; error: FramewireError } {
   const nonce = body.nonce;
   if (!isNonce(nonce)) return { answer: undefined, error: authError(`${href} sent a malformed challenge`) };
-  const answer = { proof: proof(token, 'sender', senderNonce, nonce) };
-  const error = checkProof(token, 'receiver', senderNonce, nonce, body.proof)
-    ? undefined
-    : authError(`wrong token: ${href} does not prove the same token`);
-  return { answer, error };
+  if (!checkProof(token, 'receiver', senderNonce, nonce, body.proof)) {
+    return {
+      answer: undefined,
+      error: authError(`wrong token: ${href} does not prove the same token (this sender sent no proof)`),
+    };
+  }
+  return { answer: { proof: proof(token, 'sender', senderNonce, nonce) }, error: undefined };
 }
 
 /** The receiver's ERROR as an error of the sender, with the receiver's code when it names one. */

@@ -4,6 +4,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { FramewireError } from '../errors.js';
+import type { PartialBudget } from '../protocol/decoder.js';
 import type { StreamDecl } from '../protocol/messages.js';
 import type { ConnectionInfo, ReceivedFrame, ReceivedMessage, ReceiverInfo, StreamInfo } from '../types.js';
 import type { ServerSettings } from './limits.js';
@@ -34,6 +35,8 @@ export interface ReceiverHost extends ReceiverInfo {
   readonly pendingTotal: number;
   /** Frames of one reliable stream handed to the sinks before the first of them is stored (Sink.frameConcurrency). */
   readonly frameDepth: number;
+  /** What the decoders of all connections hold of messages still arriving (maxPartialBytes). */
+  readonly partialBudget: PartialBudget;
   emit: EventEmitter<ServerEvents>['emit'];
   /** Reports a problem that does not stop the server ('warning'). */
   warn(err: FramewireError): void;

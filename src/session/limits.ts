@@ -17,6 +17,7 @@ export interface ServerSettings {
   maxConnections: number;
   maxConnectionsPerAddress: number;
   maxTotalPendingBytes: number;
+  maxPartialBytes: number;
   token: string | undefined;
   tls: TlsServerOptions | undefined;
   verifyCrc: boolean;

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { channels } from '../diagnostics.js';
-import { FramewireError, toFramewireError } from '../errors.js';
+import { authError, FramewireError, toFramewireError } from '../errors.js';
 import { MessageType } from '../protocol/constants.js';
 import {
   type AuthBody,
@@ -45,6 +45,13 @@ export class ReceiverSession extends SessionDelivery {
     conn.on('message', (m) => this.onMessage(m));
     conn.on('close', (err) => this.onClose(err));
     const o = server.options;
+    // Until the handshake is done the decoder reads control messages only: a FRAME or MESSAGE header is
+    // refused (ERR_EARLY_DATA) before anything is reserved for it (openSession lifts this).
+    conn.intake?.restrict(
+      o.limits.maxControlBytes,
+      o.token === undefined ? 'HELLO' : 'the sender proved the token',
+    );
+    conn.intake?.useBudget(server.partialBudget);
     this.timers.push(
       setTimeout(() => {
         if (!this.handshaken) {
@@ -82,6 +89,15 @@ export class ReceiverSession extends SessionDelivery {
     this.lastHeard = monoMs();
     if (this.finished) return;
     try {
+      if (
+        !this.handshaken &&
+        m.type === MessageType.ERROR &&
+        this.pendingHello &&
+        m.body.code === 'ERR_AUTH'
+      ) {
+        // The sender found this receiver's proof wrong (the tokens differ) and sent no proof of its own.
+        throw authError(`wrong token: ${this.remote} says this receiver does not prove the same token`);
+      }
       if (
         !this.handshaken &&
         m.type !== MessageType.HELLO &&
@@ -238,6 +254,8 @@ export class ReceiverSession extends SessionDelivery {
   private openSession(body: HelloBody): void {
     this.epoch = body.epoch;
     this.handshaken = true;
+    // Synchronously, inside the decoder's callback: frames right behind the HELLO or AUTH are read whole.
+    this.conn.intake?.admitAll();
     // The HELLO arrived; the idle timer takes over from the handshake timer.
     const streams = body.streams;
     void (async () => {

@@ -34,6 +34,10 @@ const FINAL_CODES = new Set<string>([
   'ERR_FRAME_TOO_LARGE',
   'ERR_META_TOO_LARGE',
   'ERR_MESSAGE_TOO_LARGE',
+  'ERR_EARLY_DATA',
+  // A setting the transport refuses (`udp://…?latency=abc`): no attempt will ever succeed.
+  'ERR_BAD_OPTION',
+  'ERR_BAD_URL',
 ]);
 
 /** The connection layer of FramewireClient (client.ts), over its window. */
@@ -190,19 +194,18 @@ export abstract class ClientLink extends ClientWindow {
         this.lastHeard = monoMs();
         if (!this.ready) {
           if (m.type === MessageType.AUTH && token !== undefined && !authenticated) {
-            // The answer goes even when the receiver's proof is wrong, so that both sides see ERR_AUTH.
+            // The receiver proves the token first; the sender's proof goes only to one that did. One that
+            // did not gets a fatal ERROR instead, so that both sides see ERR_AUTH.
             const { answer, error } = answerChallenge(token, senderNonce, m.body, this.url.href);
-            if (!answer) {
-              settle(error);
+            if (error) {
+              authFailure = error;
+              const body = { code: error.code, message: 'the receiver did not prove the token', fatal: true };
+              conn.send(encodeControl(MessageType.ERROR, body));
+              conn.close();
+              setTimeout(() => settle(error), 1000).unref();
               return;
             }
             conn.send(encodeControl(MessageType.AUTH, answer));
-            if (error) {
-              conn.close();
-              setTimeout(() => settle(error), 1000).unref();
-              authFailure = error;
-              return;
-            }
             authenticated = true;
           } else if (m.type === MessageType.WELCOME) {
             if (!authenticated) {

@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import { channels } from '../diagnostics.js';
 import { FramewireError, toFramewireError } from '../errors.js';
 import { DEFAULT_LIMITS, type Limits, MessageType } from '../protocol/constants.js';
+import { PartialBudget } from '../protocol/decoder.js';
 import { encodeControl, type StreamDecl } from '../protocol/messages.js';
 import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.js';
 import type { Connection, Listener, TlsServerOptions } from '../transports/types.js';
@@ -70,6 +71,14 @@ export interface ServerOptions {
    */
   maxTotalPendingBytes?: number;
   /**
+   * Bytes of messages still arriving (partly received, counted by their announced size), all connections
+   * together, beyond which a connection whose message would go over is closed with ERR_RECEIVER_BUSY
+   * (default 256 MiB, or 4 of the largest frame when that is more; at least one largest frame). Before its
+   * handshake is done a connection may not start a FRAME or MESSAGE at all (ERR_EARLY_DATA), so strangers
+   * hold at most `maxControlBytes` each.
+   */
+  maxPartialBytes?: number;
+  /**
    * Shared secret: senders must prove they know it (challenge-response, the token never crosses the
    * wire); a wrong or missing token ends the connection with ERR_AUTH before anything is stored.
    */
@@ -117,6 +126,8 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
   private closing = false;
   /** Bytes received but not yet stored, all sessions together. */
   private pending = 0;
+  /** @internal What the decoders of all connections hold of messages still arriving. */
+  readonly partialBudget: PartialBudget;
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -146,7 +157,20 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
       verifyCrc: options.verifyCrc ?? true,
       trustClocks: options.trustClocks ?? false,
       clockIntervalMs: options.clockIntervalMs ?? 2000,
+      maxPartialBytes: 0,
     };
+    const L = this.options.limits;
+    // The most one message may announce: a full 16-bit head and the largest body.
+    const largest = 0xffff + Math.max(L.maxFrameBytes, L.maxMessageBytes);
+    const partial = options.maxPartialBytes ?? Math.max(256 * 1024 * 1024, 4 * largest);
+    if (!Number.isSafeInteger(partial) || partial < largest) {
+      throw new FramewireError(
+        'ERR_BAD_OPTION',
+        `maxPartialBytes ${String(options.maxPartialBytes)} must be an integer of at least one largest message (${largest} bytes: the largest body the limits allow and a full head)`,
+      );
+    }
+    this.options.maxPartialBytes = partial;
+    this.partialBudget = new PartialBudget(partial);
   }
 
   /** Binds every endpoint. Rejects with ERR_BAD_URL, ERR_UNSUPPORTED_SCHEME or ERR_LISTEN_FAILED. */
@@ -230,6 +254,8 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
       [...this.sessions].map((s) => s.remote),
     );
     if (refusal) {
+      // It goes in a moment; meanwhile it may not make the decoder reserve anything.
+      conn.intake?.restrict(0, 'the connection was refused');
       const err = new FramewireError('ERR_TOO_MANY_CONNECTIONS', refusal);
       this.warn(err);
       conn.send(encodeControl(MessageType.ERROR, { code: err.code, message: err.message, fatal: true }));

@@ -112,6 +112,20 @@ export function decode(buf) {
   return { type, body: bodyLen ? JSON.parse(dec.decode(body)) : {} };
 }
 
+// The wall clock, as src/time.ts keeps it: performance.now() for resolution, re-anchored on Date.now()
+// whenever the two part by more than 2 ms, so that a step of the system clock after the page loaded shows.
+let anchorMs = Date.now() - performance.now();
+function wallUs() {
+  const mono = performance.now();
+  const now = Date.now();
+  const t = anchorMs + mono;
+  if (t < now - 2 || t > now + 3) {
+    anchorMs = now - mono;
+    return now * 1000;
+  }
+  return Math.round(t * 1000);
+}
+
 const hex = (a) => Array.from(new Uint8Array(a), (x) => x.toString(16).padStart(2, '0')).join('');
 export function nonce() {
   return hex(crypto.getRandomValues(new Uint8Array(32)));
@@ -173,13 +187,17 @@ export class Sender {
       try { m = decode(ev.data); } catch (e) { this.fail(String(e)); return; }
       if (m.type === P.T.AUTH && this.o.token) {
         const theirs = await proof(this.o.token, 'receiver', senderNonce, m.body.nonce);
-        // Answer even when the receiver's proof is wrong, so that both sides see ERR_AUTH.
-        ws.send(encodeControl(P.T.AUTH, { proof: await proof(this.o.token, 'sender', senderNonce, m.body.nonce) }));
+        // The receiver's proof is checked first: an impostor gets an error and never this page's proof
+        // (material for guessing the token offline), as the Node sender does (src/session/handshake.ts).
         if (theirs !== m.body.proof) {
-          this.error = 'ERR_AUTH: the receiver does not prove the same token';
+          const message = 'wrong token: the receiver does not prove the same token (this sender sent no proof)';
+          ws.send(encodeControl(P.T.ERROR, { code: 'ERR_AUTH', message, fatal: true }));
+          this.error = 'ERR_AUTH: ' + message;
           this.closed = true;
           ws.close(1000);
+          return;
         }
+        ws.send(encodeControl(P.T.AUTH, { proof: await proof(this.o.token, 'sender', senderNonce, m.body.nonce) }));
       } else if (m.type === P.T.WELCOME) {
         const s = (m.body.streams || []).find((x) => x.id === 0);
         if (!s) return;
@@ -233,7 +251,7 @@ export class Sender {
   send(payload, width, height) {
     if (!this.canSend) return false;
     const seq = this.seq++;
-    const captureUs = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const captureUs = wallUs();
     const head = encodeFrameHead({ streamId: 0, seq, captureUs, width, height, payload });
     this.held.set(seq, { head, payload, sentAt: performance.now() });
     // One WebSocket message per framewire message; the browser joins the parts without a copy in JS.

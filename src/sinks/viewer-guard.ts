@@ -132,6 +132,8 @@ export class ViewerGuard {
     }
     const token = this.#token;
     if (token === undefined) return undefined;
+    // The browser asks for the icon of every page, the 401 page too; it holds nothing (204, no body).
+    if (req.url === '/favicon.ico') return undefined;
     const auth = req.headers.authorization;
     const bearer = auth !== undefined ? /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1] : undefined;
     if (bearer !== undefined && sameSecret(bearer, token)) return undefined;

@@ -1,12 +1,15 @@
 /**
- * The ffmpeg executable: finding it (PATH, then the npm package), probing what it can do (filters,
- * -fps_mode, a font for the overlay), and describing it for logs.
+ * The ffmpeg executable: finding it (the system's on the PATH first; the optional npm package
+ * @ffmpeg-installer/ffmpeg, a 2018 static build, only when there is none), probing what it can do (version,
+ * filters, -fps_mode, a font for the overlay), warning when it is older than supported, and describing it
+ * for logs.
  */
 import { execFile } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { ErrorCode, FramewireError } from '../errors.js';
+import { FFMPEG_SUPPORTED, ffmpegTooOld, parseFfmpegVersion } from './ffmpeg-version.js';
 
 /** What an ffmpeg binary can do, as {@link probeFfmpeg} finds out. */
 export interface FfmpegCapabilities {
@@ -35,7 +38,7 @@ const FONT_FILES = [
 ];
 
 export const FFMPEG_HINT =
-  'install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg) or add the npm package: npm install @ffmpeg-installer/ffmpeg';
+  'install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg), or, as a last resort, the npm package with an old static build: npm install @ffmpeg-installer/ffmpeg';
 
 export interface FindFfmpegOptions {
   /** The PATH to search. Default: process.env.PATH. */
@@ -45,8 +48,9 @@ export interface FindFfmpegOptions {
 }
 
 /**
- * The ffmpeg executable to run: `ffmpeg` from the PATH when there is one, else the binary of the npm
- * package `@ffmpeg-installer/ffmpeg` when it is installed.
+ * The ffmpeg executable to run: `ffmpeg` from the PATH when there is one (the system's, kept up to date by
+ * its package manager), else the binary of the optional npm package `@ffmpeg-installer/ffmpeg` when it is
+ * installed. (`ffmpegPath` in the source's options comes before both.)
  * @throws FramewireError ERR_FFMPEG_NOT_FOUND, with a hint saying how to get one.
  */
 export function findFfmpeg(options: FindFfmpegOptions = {}): string {
@@ -167,6 +171,33 @@ export function notFound(ffmpegPath: string, cause: unknown): FramewireError {
 
 /** "ffmpeg 5.1.9-0+deb12u1 (/usr/bin/ffmpeg)": which ffmpeg runs, for logs. */
 export function describeFfmpeg(ffmpegPath: string, caps: FfmpegCapabilities): string {
-  const v = /^ffmpeg version (\S+)/.exec(caps.version)?.[1] ?? 'of unknown version';
+  const v = parseFfmpegVersion(caps.version)?.text ?? 'of unknown version';
   return `ffmpeg ${v} (${ffmpegPath})`;
+}
+
+const warnedOld = new Set<string>();
+
+/**
+ * The warning for an ffmpeg older than the oldest supported version, or undefined. Given to `onWarning`
+ * every time; without one, printed through `process.emitWarning` once per binary.
+ */
+export function checkFfmpegVersion(
+  ffmpegPath: string,
+  caps: FfmpegCapabilities,
+  onWarning?: (warning: FramewireError) => void,
+): FramewireError | undefined {
+  const why = ffmpegTooOld(parseFfmpegVersion(caps.version));
+  if (why === undefined) return undefined;
+  const warning = new FramewireError(ErrorCode.FFMPEG_TOO_OLD, `ffmpeg source: ${why} (${ffmpegPath})`, {
+    hint: `framewire supports ffmpeg ${FFMPEG_SUPPORTED}; install a current one (Debian/Ubuntu: apt-get install ffmpeg) and put it first on the PATH, or pass ffmpegPath`,
+  });
+  if (onWarning) onWarning(warning);
+  else if (!warnedOld.has(ffmpegPath)) {
+    warnedOld.add(ffmpegPath);
+    process.emitWarning(`${warning.message}. ${warning.hint}`, {
+      type: 'FramewireWarning',
+      code: warning.code,
+    });
+  }
+  return warning;
 }

@@ -29,8 +29,13 @@ export interface FfmpegSourceOptions {
   loop?: boolean;
   /** Stops ffmpeg (SIGTERM, SIGKILL after 2 s) and ends the iteration without error. */
   signal?: AbortSignal;
-  /** The ffmpeg executable; default: {@link findFfmpeg}. */
+  /** The ffmpeg executable; default: {@link findFfmpeg} (the PATH's, else the optional npm package's). */
   ffmpegPath?: string;
+  /**
+   * Called with a warning (ERR_FFMPEG_TOO_OLD) when the ffmpeg found is older than the oldest supported
+   * version (4.4); the source still runs. Default: `process.emitWarning`, once per ffmpeg binary.
+   */
+  onWarning?: (warning: FramewireError) => void;
   /**
    * Called about once a second while ffmpeg runs, and once at the end: `frames` read from ffmpeg so far,
    * `dropped` by the source (only with `dropWhenBehind`), `fps` read over the last interval.

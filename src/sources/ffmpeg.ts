@@ -11,6 +11,7 @@ import { ErrorCode, FramewireError } from '../errors.js';
 import type { Frame } from '../types.js';
 import { ffmpegArgs } from './ffmpeg-args.js';
 import {
+  checkFfmpegVersion,
   FFMPEG_HINT,
   type FfmpegCapabilities,
   findFfmpeg,
@@ -24,6 +25,7 @@ import { FfmpegRun, type FfmpegRunInfo } from './ffmpeg-process.js';
 // The parts, importable from here as before the split.
 export { ffmpegArgs, qualityToQscale } from './ffmpeg-args.js';
 export {
+  checkFfmpegVersion,
   describeFfmpeg,
   type FfmpegCapabilities,
   type FindFfmpegOptions,
@@ -40,6 +42,13 @@ export {
 } from './ffmpeg-input.js';
 export type { FfmpegSourceOptions } from './ffmpeg-options.js';
 export type { FfmpegRunInfo } from './ffmpeg-process.js';
+export {
+  FFMPEG_MIN_VERSION,
+  FFMPEG_SUPPORTED,
+  type FfmpegVersion,
+  ffmpegTooOld,
+  parseFfmpegVersion,
+} from './ffmpeg-version.js';
 
 const DEFAULT_LIVE_STALL_MS = 10_000;
 
@@ -131,6 +140,7 @@ export class FfmpegSource implements AsyncIterable<Frame> {
       }
     }
     const caps = await probeFfmpeg(ffmpeg);
+    checkFfmpegVersion(ffmpeg, caps, this.#options.onWarning);
     return { ffmpeg, caps };
   }
 

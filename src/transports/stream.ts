@@ -7,9 +7,12 @@ import type { Socket } from 'node:net';
 import { FramewireError, toFramewireError } from '../errors.js';
 import type { Limits } from '../protocol/constants.js';
 import { MessageType } from '../protocol/constants.js';
-import { Decoder } from '../protocol/decoder.js';
+import { Decoder, type DecoderIntake } from '../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
 import type { Connection } from './types.js';
+
+/** Bytes read and dropped after a failure before reading stops (see failWith). */
+const MAX_DISCARD = 256 * 1024;
 
 export class StreamConnection extends EventEmitter implements Connection {
   readonly remote: string;
@@ -17,15 +20,28 @@ export class StreamConnection extends EventEmitter implements Connection {
   private readonly decoder: Decoder;
   private closeError: FramewireError | undefined;
   private done = false;
+  private discarded = 0;
 
-  constructor(socket: Socket, limits: Limits, verifyCrc = true) {
+  /** `socketError` names a socket error more precisely than ERR_CLOSED (tls.ts: a TLS alert is ERR_TLS). */
+  constructor(
+    socket: Socket,
+    limits: Limits,
+    verifyCrc = true,
+    socketError?: (err: NodeJS.ErrnoException) => FramewireError | undefined,
+  ) {
     super();
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
     this.decoder = new Decoder((msg: Message) => this.emit('message', msg), limits, { verifyCrc });
     socket.on('data', (chunk: Buffer) => {
-      if (this.done) return;
+      if (this.done) {
+        // After a failure: read on to see the peer go, but a peer that keeps streaming is paused (the
+        // kernel's buffers fill, not ours) until the grace period ends it.
+        this.discarded += chunk.length;
+        if (this.discarded > MAX_DISCARD) socket.pause();
+        return;
+      }
       try {
         this.decoder.write(chunk);
       } catch (err) {
@@ -42,14 +58,21 @@ export class StreamConnection extends EventEmitter implements Connection {
     });
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.closeError ??= new FramewireError('ERR_CLOSED', `connection to ${this.remote}: ${err.message}`, {
-        cause: err,
-      });
+      this.closeError ??=
+        socketError?.(err) ??
+        new FramewireError('ERR_CLOSED', `connection to ${this.remote}: ${err.message}`, {
+          cause: err,
+        });
     });
     socket.on('close', () => {
       this.done = true;
+      this.decoder.dispose();
       this.emit('close', this.closeError);
     });
+  }
+
+  get intake(): DecoderIntake {
+    return this.decoder;
   }
 
   get congested(): boolean {

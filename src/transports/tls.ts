@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import { FramewireError } from '../errors.js';
 import { StreamConnection } from './stream.js';
 import { connectSocket, listenServer } from './tcp.js';
-import type { Connection, Listener, Transport, TransportOptions } from './types.js';
+import type { Connection, Listener, TlsClientOptions, Transport, TransportOptions } from './types.js';
 import { hostOf, portOf } from './url.js';
 
 export function tlsError(err: NodeJS.ErrnoException, target: string): FramewireError | undefined {
@@ -14,12 +14,43 @@ export function tlsError(err: NodeJS.ErrnoException, target: string): FramewireE
     code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
     /certificate|SSL|TLS/i.test(err.message)
   ) {
-    return new FramewireError('ERR_TLS', `TLS with ${target} failed: ${err.message} (${code || 'no code'})`, {
-      hint: 'give the receiver certificate or its CA with --ca, and connect by the name in the certificate',
-      cause: err,
-    });
+    return new FramewireError(
+      'ERR_TLS',
+      `TLS with ${target} failed: ${err.message.trim()} (${code || 'no code'})`,
+      {
+        hint: /certificate required|unknown ca|bad certificate|certificate unknown/i.test(err.message)
+          ? 'the receiver asks for a client certificate signed by its --ca: give --cert FILE and --key FILE'
+          : 'give the receiver certificate or its CA with --ca, and connect by the name in the certificate',
+        cause: err,
+      },
+    );
   }
   return undefined;
+}
+
+/**
+ * The CAs a sender trusts: Node's bundled root CAs plus `ca`. Node's own `ca` option *replaces* the roots
+ * (https://nodejs.org/api/tls.html#tlscreatesecurecontextoptions), so they are listed here too: `ca`
+ * adds to them, as docs/security.md says. Without `ca`, Node's default (the same roots) applies.
+ */
+export function trustedCas(ca: TlsClientOptions['ca']): (string | Buffer)[] | undefined {
+  if (ca === undefined) return undefined;
+  return [...tls.rootCertificates, ca];
+}
+
+/** The node:tls options of a sender's connection to `host:port` (also used by wss://). */
+export function tlsClientOptions(host: string, port: number, t: TlsClientOptions): tls.ConnectionOptions {
+  const ca = trustedCas(t.ca);
+  return {
+    host,
+    port,
+    ...(ca ? { ca } : {}),
+    ...(t.cert ? { cert: t.cert } : {}),
+    ...(t.key ? { key: t.key } : {}),
+    servername: t.servername ?? (/^[\d.:]+$/.test(host) ? undefined : host),
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+  };
 }
 
 export const tlsTransport: Transport = {
@@ -31,22 +62,13 @@ export const tlsTransport: Transport = {
     const t = options.tlsClient ?? {};
     try {
       const socket = await connectSocket(
-        () =>
-          tls.connect({
-            host,
-            port,
-            ...(t.ca ? { ca: t.ca } : {}),
-            ...(t.cert ? { cert: t.cert } : {}),
-            ...(t.key ? { key: t.key } : {}),
-            servername: t.servername ?? (/^[\d.:]+$/.test(host) ? undefined : host),
-            rejectUnauthorized: true,
-            minVersion: 'TLSv1.2',
-          }),
+        () => tls.connect(tlsClientOptions(host, port, t)),
         target,
         options,
         'secureConnect',
       );
-      return new StreamConnection(socket, options.limits);
+      // TLS 1.3 sends a refusal (no or a wrong client certificate) after the handshake: ERR_TLS, not a drop.
+      return new StreamConnection(socket, options.limits, true, (e) => tlsError(e, target));
     } catch (err) {
       const cause = (err as FramewireError).cause as NodeJS.ErrnoException | undefined;
       throw (cause && tlsError(cause, target)) ?? err;

@@ -5,6 +5,7 @@
 import type { EventEmitter } from 'node:events';
 import type { FramewireError } from '../errors.js';
 import type { Limits } from '../protocol/constants.js';
+import type { DecoderIntake } from '../protocol/decoder.js';
 import type { Encoded, Message } from '../protocol/messages.js';
 
 /**
@@ -38,6 +39,12 @@ export interface Connection extends EventEmitter {
   /** Ends the connection at once. */
   destroy(err?: FramewireError): void;
   readonly closed: boolean;
+  /**
+   * The decoder's intake, on transports that decode a byte stream (tcp, tls, ws): a receiver session
+   * restricts it to control messages until its handshake is done, and shares the server's budget for
+   * partly received messages with it.
+   */
+  readonly intake?: DecoderIntake;
   on(event: 'message', listener: (msg: Message) => void): this;
   on(event: 'drain', listener: () => void): this;
   /** `err` is set when the connection ended because of an error (decoder, socket). */

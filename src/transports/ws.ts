@@ -16,10 +16,10 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { type ErrorCode, FramewireError, isErrorCode, toFramewireError } from '../errors.js';
 import { HEADER_BYTES, type Limits, MessageType } from '../protocol/constants.js';
-import { Decoder } from '../protocol/decoder.js';
+import { Decoder, type DecoderIntake } from '../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
 import { describeSocketError, listenServer } from './tcp.js';
-import { tlsError } from './tls.js';
+import { tlsError, trustedCas } from './tls.js';
 import type { Connection, Listener, Transport, TransportOptions } from './types.js';
 import { hostOf } from './url.js';
 
@@ -156,9 +156,14 @@ export class WsConnection extends EventEmitter implements Connection {
     });
     ws.on('close', (code: number, reason: Buffer) => {
       this.done = true;
+      this.decoder.dispose();
       this.emit('close', this.closeErr ?? closeError(code, reason.toString('utf8'), this.remote));
     });
     socket.on('drain', () => this.emit('drain'));
+  }
+
+  get intake(): DecoderIntake {
+    return this.decoder;
   }
 
   get congested(): boolean {
@@ -288,7 +293,7 @@ function connectWs(url: URL, options: TransportOptions): Promise<Connection> {
       followRedirects: false,
       ...(secure
         ? {
-            ...(t.ca ? { ca: t.ca } : {}),
+            ...(t.ca ? { ca: trustedCas(t.ca) } : {}),
             ...(t.cert ? { cert: t.cert } : {}),
             ...(t.key ? { key: t.key } : {}),
             ...(t.servername ? { servername: t.servername } : {}),

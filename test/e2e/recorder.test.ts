@@ -245,12 +245,13 @@ test('runs of several senders into one stream never overwrite a saved file; --on
   assert.equal((await assertConsistent(dir, () => true)).length, 11);
 });
 
-test('serve refuses a bad --write-concurrency or --on-conflict as a usage error (exit 2)', async () => {
+test('serve refuses a bad --write-concurrency, --on-conflict or --sync-write-max as a usage error (exit 2)', async () => {
   const out = join(root, 'bad-options');
   for (const [opt, value, says] of [
     ['--write-concurrency', '0', /--write-concurrency.*must be an integer from 1 to 1024/],
     ['--write-concurrency', '2.5', /must be an integer from 1 to 1024/],
     ['--on-conflict', 'replace', /--on-conflict.*replace.*keep-both, refuse, overwrite/],
+    ['--sync-write-max', 'lots', /--sync-write-max: "lots" is not a size/],
   ] as const) {
     const io = capture();
     assert.equal(

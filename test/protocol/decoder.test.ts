@@ -461,3 +461,98 @@ describe('Decoder properties', () => {
     );
   });
 });
+
+describe('Decoder intake: restrict() before the handshake, and the shared budget', () => {
+  const header = (type: number, headLen: number, bodyLen: number) => {
+    const h = Buffer.alloc(HEADER_BYTES);
+    h.write('FW', 0, 'latin1');
+    h[2] = 1;
+    h[3] = type;
+    h.writeUInt16BE(headLen, 6);
+    h.writeUInt32BE(bodyLen, 8);
+    return h;
+  };
+
+  it('refuses a FRAME or MESSAGE from its 12 header bytes while restricted, and control messages over N', () => {
+    for (const [type, head] of [
+      [MessageType.FRAME, 32],
+      [MessageType.MESSAGE, 18],
+    ] as const) {
+      const d = new Decoder(() => {});
+      d.restrict(1000, 'HELLO');
+      assert.throws(() => d.write(header(type, head, 60_000_000)), {
+        code: 'ERR_EARLY_DATA',
+        message: /before HELLO/,
+      });
+      assert.equal(d.pendingBytes, 0);
+    }
+    const d = new Decoder(() => {});
+    d.restrict(1000, 'HELLO');
+    assert.throws(() => d.write(header(MessageType.HELLO, 0, 1001)), {
+      code: 'ERR_MESSAGE_TOO_LARGE',
+      message: /maxControlBytes 1000/,
+    });
+  });
+
+  it('admitAll() lifts it, also for a frame in the same chunk as the message that lifts it', () => {
+    const got: Message[] = [];
+    const d = new Decoder((m) => {
+      got.push(m);
+      if (m.type === MessageType.PING) d.admitAll();
+    });
+    d.restrict(1000, 'HELLO');
+    const ping = Buffer.concat([header(MessageType.PING, 8, 0), Buffer.alloc(8)]);
+    const frame = toBytes(
+      encodeFrame({
+        streamId: 1,
+        seq: 0,
+        captureUs: 0,
+        contentType: 'image/jpeg',
+        payload: Buffer.alloc(10),
+      }),
+    );
+    d.write(Buffer.concat([ping, frame]));
+    assert.deepEqual(
+      got.map((m) => m.type),
+      [MessageType.PING, MessageType.FRAME],
+    );
+  });
+
+  it('a message left incomplete takes its announced size from the budget, given back when it completes', async () => {
+    const { PartialBudget } = await import('../../src/protocol/decoder.js');
+    const budget = new PartialBudget(2500);
+    const frame = (n: number) =>
+      toBytes(
+        encodeFrame({
+          streamId: 1,
+          seq: 0,
+          captureUs: 0,
+          contentType: 'image/jpeg',
+          payload: Buffer.alloc(n),
+        }),
+      );
+    const a = new Decoder(() => {});
+    const b = new Decoder(() => {});
+    const c = new Decoder(() => {});
+    for (const d of [a, b, c]) d.useBudget(budget);
+    // A whole message takes nothing.
+    a.write(frame(2000));
+    assert.equal(budget.used, 0);
+    a.write(frame(1000).subarray(0, 100));
+    assert.equal(budget.used, 1032);
+    b.write(frame(1000).subarray(0, 100));
+    assert.equal(budget.used, 2064);
+    assert.throws(() => c.write(frame(1000).subarray(0, 100)), { code: 'ERR_RECEIVER_BUSY' });
+    assert.equal(budget.used, 2064, 'a refused message takes nothing');
+    a.write(frame(1000).subarray(100));
+    assert.equal(budget.used, 1032);
+    b.dispose();
+    assert.equal(budget.used, 0, 'a disposed decoder gives its share back');
+    // A decoder that fails, or ends inside a message, gives its share back too.
+    const e = new Decoder(() => {});
+    e.useBudget(budget);
+    e.write(frame(1000).subarray(0, 100));
+    assert.throws(() => e.end(), { code: 'ERR_TRUNCATED' });
+    assert.equal(budget.used, 0);
+  });
+});

@@ -87,6 +87,59 @@ test('a wrong token: ERR_AUTH on both sides, no retry, nothing stored', async ()
   await server.close();
 });
 
+test('an impostor receiver (no token) gets no proof from the sender, and the sender fails with ERR_AUTH', async () => {
+  const { proof } = await import('../../src/session/auth.js');
+  const { encodeControl, toBytes } = await import('../../src/protocol/messages.js');
+  const fromSender: Message[] = [];
+  const wire: Buffer[] = [];
+  let senderNonce = '';
+  let impostorNonce = '';
+  let connections = 0;
+  // It answers HELLO as a receiver would, with a nonce and a proof made without the token.
+  const impostor = net.createServer((c) => {
+    connections++;
+    const dec = new Decoder((m) => {
+      fromSender.push(m);
+      if (m.type === MessageType.HELLO) {
+        senderNonce = String((m.body.auth as { nonce?: string } | undefined)?.nonce);
+        impostorNonce = 'b'.repeat(64);
+        const guess = proof('not the token', 'receiver', senderNonce, impostorNonce);
+        c.write(toBytes(encodeControl(MessageType.AUTH, { nonce: impostorNonce, proof: guess })));
+      }
+    });
+    c.on('data', (d) => {
+      wire.push(Buffer.from(d));
+      dec.write(d);
+    });
+    c.on('error', () => {});
+  });
+  await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
+  const port = (impostor.address() as net.AddressInfo).port;
+  await assert.rejects(
+    connect(`tcp://127.0.0.1:${port}`, { token: TOKEN, retryForMs: 20_000 }),
+    (err: FramewireError) => {
+      assert.equal(err.code, 'ERR_AUTH');
+      assert.match(err.message, /does not prove the same token \(this sender sent no proof\)/);
+      return true;
+    },
+  );
+  await waitFor(() => fromSender.some((m) => m.type === MessageType.ERROR), 5000, "the sender's ERROR");
+  impostor.close();
+  assert.equal(connections, 1, 'no retry');
+  assert.deepEqual(
+    fromSender.map((m) => m.type),
+    [MessageType.HELLO, MessageType.ERROR],
+    'HELLO, then a fatal ERROR: no AUTH',
+  );
+  const e = fromSender[1]!;
+  assert.ok(e.type === MessageType.ERROR && e.body.code === 'ERR_AUTH' && e.body.fatal === true);
+  // Nothing the impostor could test guesses against: neither the sender's proof nor the token is on the wire.
+  const bytes = Buffer.concat(wire);
+  assert.equal(bytes.includes(proof(TOKEN, 'sender', senderNonce, impostorNonce)), false);
+  assert.equal(bytes.includes(Buffer.from(TOKEN)), false);
+  assert.equal(/[0-9a-f]{64}/.test(bytes.toString('latin1').replace(senderNonce, '')), false);
+});
+
 test('a missing token on the sender, and a receiver without one, are both ERR_AUTH', async () => {
   const guarded = await createServer({ listen: 'tcp://127.0.0.1:0', token: TOKEN });
   await assert.rejects(connect(`tcp://127.0.0.1:${guarded.port}`), (err: FramewireError) => {
@@ -105,32 +158,65 @@ test('a missing token on the sender, and a receiver without one, are both ERR_AU
 });
 
 test('frames sent before the challenge is answered are refused (nothing before AUTH)', async () => {
-  const server = await createServer({ listen: 'tcp://127.0.0.1:0', token: TOKEN });
+  let stored = 0;
+  const server = await createServer({
+    listen: 'tcp://127.0.0.1:0',
+    token: TOKEN,
+    sinks: [{ frame: () => void stored++, message: () => void stored++ }],
+  });
   let streams = 0;
   server.on('stream', () => streams++);
-  const sock = net.connect(server.port, '127.0.0.1');
-  const got: Message[] = [];
-  const dec = new Decoder((m) => got.push(m));
-  sock.on('data', (d) => dec.write(d));
-  sock.on('error', () => {});
-  const { encodeControl, toBytes } = await import('../../src/protocol/messages.js');
-  sock.write(
-    toBytes(
-      encodeControl(MessageType.HELLO, {
-        protocol: 1,
-        client: 'x',
-        epoch: 'e',
-        streams: [{ id: 0, name: 'cam', kind: 'other', mode: 'reliable', epoch: 'e' }],
-        auth: { nonce: 'a'.repeat(64) },
-      }),
-    ),
+  const { encodeControl, encodeFrame, encodeMessage, toBytes } = await import(
+    '../../src/protocol/messages.js'
   );
-  sock.write(toBytes(encodeControl(MessageType.AUTH, { proof: '0'.repeat(64) })));
-  await waitFor(() => got.some((m) => m.type === MessageType.ERROR), 5000, 'error');
-  const e = got.find((m) => m.type === MessageType.ERROR);
-  assert.ok(e && e.type === MessageType.ERROR && e.body.code === 'ERR_AUTH');
-  assert.equal(streams, 0);
-  sock.destroy();
+  const decl = { id: 0, name: 'cam', kind: 'other', mode: 'reliable', epoch: 'e' };
+  const hello = toBytes(
+    encodeControl(MessageType.HELLO, {
+      protocol: 1,
+      client: 'x',
+      epoch: 'e',
+      streams: [decl],
+      auth: { nonce: 'a'.repeat(64) },
+    }),
+  );
+  const frame = toBytes(
+    encodeFrame({ streamId: 0, seq: 0, captureUs: 0, contentType: 'image/jpeg', payload: Buffer.alloc(100) }),
+  );
+  const message = toBytes(encodeMessage(0, '{"a":1}', undefined));
+  // Three senders that do not prove the token: one sends a frame once challenged, one right behind its
+  // HELLO, one a JSON message once challenged.
+  const cases = [
+    { before: [hello], after: frame },
+    { before: [Buffer.concat([hello, frame])], after: undefined },
+    { before: [hello], after: message },
+  ];
+  for (const c of cases) {
+    const sock = net.connect(server.port, '127.0.0.1');
+    const got: Message[] = [];
+    const dec = new Decoder((m) => got.push(m));
+    let closed = false;
+    sock.on('data', (d) => dec.write(d));
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      closed = true;
+    });
+    for (const b of c.before) sock.write(b);
+    if (c.after) {
+      await waitFor(() => got.some((m) => m.type === MessageType.AUTH), 5000, 'the challenge');
+      sock.write(c.after);
+    }
+    await waitFor(() => closed, 10_000, 'the receiver closing the connection');
+    const e = got.find((m) => m.type === MessageType.ERROR);
+    assert.ok(e && e.type === MessageType.ERROR, 'an ERROR before the close');
+    assert.equal(e.body.code, 'ERR_EARLY_DATA');
+    assert.equal(e.body.fatal, true);
+    assert.ok(
+      got.every((m) => m.type === MessageType.AUTH || m.type === MessageType.ERROR),
+      'no WELCOME, OPENED or ACK',
+    );
+  }
+  assert.equal(streams, 0, 'no stream opened');
+  assert.equal(stored, 0, 'nothing stored');
   await server.close();
 });
 
@@ -191,29 +277,52 @@ test('connections beyond maxConnectionsPerAddress and maxConnections are refused
 });
 
 test('maxPendingFrames bounds what one stream holds before reading pauses; every frame still arrives', async () => {
-  let inflight = 0;
-  let maxSeen = 0;
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const stored: number[] = [];
   const server = await createServer({
     listen: 'tcp://127.0.0.1:0',
     maxPendingFrames: 4,
     sinks: [
       {
-        async frame() {
-          inflight++;
-          maxSeen = Math.max(maxSeen, inflight);
-          await new Promise((r) => setTimeout(r, 2));
-          inflight--;
+        async frame(f) {
+          await gate;
+          stored.push(f.seq);
         },
       },
     ],
   });
-  const client = await connect(`tcp://127.0.0.1:${server.port}`, { windowFrames: 500 });
+  const client = await connect(`tcp://127.0.0.1:${server.port}`, {
+    windowFrames: 500,
+    windowBytes: 64 << 20,
+  });
   const st = client.stream('many');
-  for (let i = 0; i < 200; i++) await st.send({ data: payload(i, 200) });
+  // 200 frames of 20 kB (4 MB) handed to the socket, far under maxPendingBytes: only the frame limit binds.
+  for (let i = 0; i < 200; i++) await st.send({ data: payload(i, 20_000) });
+  const held = () => (server as unknown as { pendingTotal: number }).pendingTotal;
+  // Wait for what the receiver reads to settle (no change for 300 ms).
+  let last = -1;
+  for (let since = Date.now(), end = Date.now() + 10_000; Date.now() < end && Date.now() - since < 300; ) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (held() !== last) {
+      last = held();
+      since = Date.now();
+    }
+  }
+  // The stream's queue: 4 frames, plus what the read that crossed the limit brought (a 64 KiB chunk: 4).
+  const frames = held() / 20_000;
+  try {
+    assert.ok(frames >= 4, `the receiver holds ${frames} frames: it read up to its limit`);
+    assert.ok(frames <= 4 + 5, `the receiver holds ${frames} frames of one stream, not up to 200`);
+  } finally {
+    release();
+  }
   const stats = await client.close();
   await server.close();
   assert.equal(stats.framesAcked, 200);
-  assert.equal(maxSeen, 1, 'frames of one stream are stored one at a time');
+  assert.deepEqual(stored, [...Array(200).keys()], 'reading resumed: every frame arrived, in order');
 });
 
 test('maxTotalPendingBytes bounds what all connections together hold; every frame still arrives', async () => {

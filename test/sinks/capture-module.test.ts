@@ -49,3 +49,59 @@ test("the browser module's token proof is the session's (WebCrypto HMAC-SHA256)"
     assert.equal(await m.proof('tok', role, ns, nr), proof('tok', role, ns, nr));
   }
 });
+
+test('the browser module checks an impostor receiver proof first and sends it no proof of its own', async () => {
+  // Node 20 has no global WebSocket; the `ws` package speaks the same onopen/onmessage/binaryType API.
+  const { WebSocket, WebSocketServer } = await import('ws');
+  const g = globalThis as { WebSocket?: unknown };
+  const had = g.WebSocket;
+  g.WebSocket = WebSocket;
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'framewire.v1' });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  const port = (wss.address() as { port: number }).port;
+  const m = (await load()) as CaptureModule & {
+    Sender: new (
+      url: string,
+      o: object,
+    ) => { open(): void; close(): void; error: string; onchange: () => void };
+  };
+  const got: { type: number; body?: Record<string, unknown> }[] = [];
+  const done = new Promise<void>((resolve) => {
+    wss.on('connection', (ws) => {
+      ws.on('message', (data: Buffer) => {
+        const msg = m.decode(new Uint8Array(data)) as { type: number; body?: Record<string, unknown> };
+        got.push(msg);
+        if (msg.type === MessageType.HELLO) {
+          // An impostor: it does not know the token, so its proof is made up.
+          ws.send(m.encodeControl(MessageType.AUTH, { nonce: 'c'.repeat(64), proof: 'd'.repeat(64) }));
+        }
+      });
+      ws.on('close', () => resolve());
+    });
+  });
+  const sender = new m.Sender(`ws://127.0.0.1:${port}/ws`, {
+    stream: 'phone',
+    kind: 'visible',
+    mode: 'live',
+    token: 'the-real-token',
+  });
+  try {
+    sender.open();
+    await done;
+    assert.deepEqual(
+      got.map((x) => x.type),
+      [MessageType.HELLO, MessageType.ERROR],
+      'HELLO, then an ERROR: never an AUTH answer',
+    );
+    assert.equal(got[1]!.body!.code, 'ERR_AUTH');
+    assert.match(sender.error, /ERR_AUTH/);
+    assert.ok(
+      got.every((x) => x.body?.proof === undefined),
+      `no proof sent: ${JSON.stringify(got)}`,
+    );
+  } finally {
+    sender.close();
+    wss.close();
+    g.WebSocket = had;
+  }
+});

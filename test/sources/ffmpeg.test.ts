@@ -72,6 +72,15 @@ function isAlive(pid: number | undefined): boolean {
   }
 }
 
+/** `p`, or a failure after `ms` (an iteration that close() did not end would wait forever). */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
+}
+
 async function take(source: AsyncIterable<Frame>, n: number): Promise<Frame[]> {
   const out: Frame[] = [];
   for await (const f of source) {
@@ -428,10 +437,10 @@ test(
   'dropWhenBehind: a lagging consumer gets the newest frame, drops are counted and reported',
   T,
   async () => {
-    const stats: { frames: number; dropped: number; fps: number }[] = [];
+    const stats: { frames: number; dropped: number; fps: number; at: number }[] = [];
     const source = ffmpegSource('testsrc:160x120@20', {
       dropWhenBehind: true,
-      onStats: (s) => stats.push(s),
+      onStats: (s) => stats.push({ ...s, at: performance.now() }),
     });
     const it = source[Symbol.asyncIterator]();
     try {
@@ -445,8 +454,28 @@ test(
       assert.ok(!next.done);
       // The frame taken is recent: read within the last second, not the oldest one.
       assert.ok(Date.now() * 1000 - next.value.captureUs! < 1_000_000);
-      await waitFor(() => stats.some((s) => s.dropped > 0), 10_000, 'onStats with drops');
-      assert.ok(stats.every((s) => s.frames >= s.dropped && s.fps >= 0));
+      await waitFor(
+        () => stats.some((s) => s.dropped > 0) && stats.length >= 3,
+        10_000,
+        'onStats with drops',
+      );
+      // Every report counts what was read and dropped so far, and its fps is the frames read since the
+      // previous report over the time since it (reports come at least 950 ms apart, synchronously).
+      for (const [i, s] of stats.entries()) {
+        assert.ok(s.frames >= s.dropped, `report ${i}: ${s.dropped} dropped of ${s.frames}`);
+        if (i === 0) continue;
+        const prev = stats[i - 1]!;
+        assert.ok(s.frames >= prev.frames && s.dropped >= prev.dropped, `report ${i} counts never go back`);
+        const expected = (s.frames - prev.frames) / ((s.at - prev.at) / 1000);
+        assert.ok(
+          Math.abs(s.fps - expected) <= 0.05 * expected + 0.5,
+          `report ${i}: fps ${s.fps}, but ${s.frames - prev.frames} frames came in ${Math.round(s.at - prev.at)} ms`,
+        );
+      }
+      assert.ok(
+        stats.some((s) => s.fps > 0),
+        'a running 20 fps source reports a rate above 0',
+      );
     } finally {
       await it.return?.();
     }
@@ -478,9 +507,16 @@ test('close() stops a running source; break stops it too', T, async () => {
   const it = source[Symbol.asyncIterator]();
   assert.ok(!(await it.next()).done);
   const pending = it.next();
+  // What is already read may still be delivered (at most this, plus the frame `pending` took); nothing more.
+  const queued = source.debug!.buffered;
   await source.close();
-  const r = await pending;
-  assert.ok(r.done || r.value !== undefined);
+  const late: Frame[] = [];
+  for (let r = await within(pending, 10_000); !r.done; r = await within(it.next(), 10_000)) {
+    late.push(r.value);
+    assert.ok(late.length <= queued + 1, `${late.length} frames after close(), ${queued} were queued`);
+  }
+  for (const f of late) assert.deepEqual([...f.data.subarray(0, 2)], [0xff, 0xd8], 'a whole JPEG');
+  assert.equal((await it.next()).done, true, 'the iteration stays ended');
   assert.ok(!isAlive(source.debug!.pid));
   const again = ffmpegSource('testsrc:64x48@10');
   assert.equal((await take(again, 3)).length, 3);
@@ -630,7 +666,7 @@ test(
     assert.match(io.err(), /must be the only input/);
     const io2 = capture();
     assert.equal(await run(['send', root, '--to', 'tcp://127.0.0.1:9', '--size', '64x48'], io2), 2);
-    assert.match(io2.err(), /--size apply to video files/);
+    assert.match(io2.err(), /ERR_BAD_OPTION: .*--size \(only video files/);
     const io3 = capture();
     assert.equal(await run(['send', 'testsrc', '--to', 'tcp://127.0.0.1:9', '--quality', '0'], io3), 2);
     const io4 = capture();
