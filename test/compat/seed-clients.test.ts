@@ -82,7 +82,7 @@ async function eventually<T>(
 }
 
 async function pictures(stream: string): Promise<Buffer[]> {
-  const names = (await readdir(join(out, stream))).filter((n) => /^\d+\.jpg$/.test(n)).sort();
+  const names = (await readdir(join(out, stream))).filter((n) => /^legacy-udp-\d+\.jpg$/.test(n)).sort();
   return Promise.all(names.map((n) => readFile(join(out, stream, n))));
 }
 
