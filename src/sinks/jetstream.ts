@@ -41,6 +41,13 @@ export interface JetStreamSinkOptions extends BusConnectOptions {
    * max_payload. Lower it to keep large frames out of the stream itself.
    */
   maxPayload?: number;
+  /**
+   * Frames of one stream published at once, each waiting for its own acknowledgement (default 32). The
+   * receiver hands this many frames to the sink before the first is acknowledged (`frameConcurrency`), and
+   * each frame still resolves only after every earlier frame of its stream: acknowledgements to the sender
+   * stay in order. 1 publishes one frame at a time.
+   */
+  publishConcurrency?: number;
 }
 
 /** Counters of a {@link JetStreamSink}. */
@@ -70,6 +77,10 @@ export class JetStreamSink implements Sink {
   #objects: Promise<ObjectStore> | undefined;
   #closing: Promise<void> | undefined;
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** The newest frame's promise per stream run: the next frame of the run resolves after it. */
+  readonly #lastOfRun = new Map<string, Promise<void>>();
+  /** Frames of one stream the receiver may hand over before the first resolves (see publishConcurrency). */
+  readonly frameConcurrency: number;
 
   private constructor(bus: Bus, opts: JetStreamSinkOptions) {
     this.#bus = bus;
@@ -77,6 +88,11 @@ export class JetStreamSink implements Sink {
     this.#retryForMs = opts.retryForMs ?? 30_000;
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 5000;
     this.#maxPayload = opts.maxPayload ?? bus.nc.info?.max_payload ?? 1024 * 1024;
+    const c = opts.publishConcurrency ?? 32;
+    if (!Number.isInteger(c) || c < 1 || c > 1024) {
+      throw new FramewireError('ERR_BAD_OPTION', `publishConcurrency must be an integer 1..1024, got ${c}`);
+    }
+    this.frameConcurrency = c;
   }
 
   /**
@@ -101,7 +117,18 @@ export class JetStreamSink implements Sink {
   }
 
   frame(f: ReceivedFrame): Promise<void> {
-    return this.#track(this.#frame(f));
+    // Publishes run side by side; each frame resolves only once the frames before it in its run did (and
+    // fails when one of them failed), so that the receiver's acknowledgements never pass a frame not stored.
+    const run = `${f.stream.name}\u0000${f.stream.epoch}`;
+    const before = this.#lastOfRun.get(run);
+    const published = this.#frame(f);
+    const inOrder = before === undefined ? published : published.then(() => before);
+    this.#lastOfRun.set(run, inOrder);
+    const forget = () => {
+      if (this.#lastOfRun.get(run) === inOrder) this.#lastOfRun.delete(run);
+    };
+    inOrder.then(forget, forget);
+    return this.#track(inOrder);
   }
 
   message(m: ReceivedMessage): Promise<void> {
