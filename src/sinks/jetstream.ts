@@ -79,6 +79,8 @@ export class JetStreamSink implements Sink {
   readonly #inFlight = new Set<Promise<unknown>>();
   /** The newest frame's promise per stream run: the next frame of the run resolves after it. */
   readonly #lastOfRun = new Map<string, Promise<void>>();
+  /** Per stream run: resolves once the newest frame's publish is on the wire (see #frame). */
+  readonly #issued = new Map<string, Promise<void>>();
   /** Frames of one stream the receiver may hand over before the first resolves (see publishConcurrency). */
   readonly frameConcurrency: number;
 
@@ -121,7 +123,7 @@ export class JetStreamSink implements Sink {
     // fails when one of them failed), so that the receiver's acknowledgements never pass a frame not stored.
     const run = `${f.stream.name}\u0000${f.stream.epoch}`;
     const before = this.#lastOfRun.get(run);
-    const published = this.#frame(f);
+    const published = this.#frame(f, run);
     const inOrder = before === undefined ? published : published.then(() => before);
     this.#lastOfRun.set(run, inOrder);
     const forget = () => {
@@ -135,8 +137,27 @@ export class JetStreamSink implements Sink {
     return this.#track(this.#message(m));
   }
 
-  async #frame(f: ReceivedFrame): Promise<void> {
+  async #frame(f: ReceivedFrame, run: string): Promise<void> {
     this.#checkOpen();
+    // Publishes of one run go on the wire in sequence order (NATS keeps the order of one connection), so the
+    // bus holds a stream's frames in order although their acknowledgements overlap: a frame waits until the
+    // one before it is on its way (its object, if any, stored first). Only a retried publish can land late.
+    const before = this.#issued.get(run);
+    let issued!: () => void;
+    const mine = new Promise<void>((r) => {
+      issued = r;
+    });
+    this.#issued.set(run, mine);
+    try {
+      if (before) await before;
+      await this.#publishFrame(f, issued);
+    } finally {
+      issued();
+      if (this.#issued.get(run) === mine) this.#issued.delete(run);
+    }
+  }
+
+  async #publishFrame(f: ReceivedFrame, issued: () => void): Promise<void> {
     const subject = this.subjectOf(f.stream.name);
     const id = frameMsgId(f);
     let h = frameHeaders(f);
@@ -155,7 +176,9 @@ export class JetStreamSink implements Sink {
       h = frameHeaders(f, id);
       payload = new Uint8Array(0);
     }
-    const ack = await this.#publish(subject, payload, id, h, `frame ${f.seq} of "${f.stream.name}"`);
+    const pending = this.#publish(subject, payload, id, h, `frame ${f.seq} of "${f.stream.name}"`);
+    issued();
+    const ack = await pending;
     this.stats.frames++;
     if (ack.duplicate) this.stats.duplicates++;
   }
