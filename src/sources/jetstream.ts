@@ -376,32 +376,46 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     const onAbort = () => this.stop();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.signal?.aborted) return stats;
+    // Deliveries handled side by side: as many as the sinks take at once (the smallest frameConcurrency of
+    // those with frame(), 1 when none says). Each is acknowledged on its own once its sinks resolved.
+    const width = Math.max(
+      1,
+      Math.min(...sinks.filter((s) => s.frame).map((s) => s.frameConcurrency ?? 1), Number.MAX_SAFE_INTEGER),
+    );
+    const inFlight = new Set<Promise<void>>();
+    const handle = async (d: BusDelivery): Promise<void> => {
+      try {
+        if (d.type === 'frame') {
+          for (const s of sinks) if (s.frame) await s.frame(d.frame);
+        } else {
+          for (const s of sinks) if (s.message) await s.message(d.message);
+        }
+      } catch (err) {
+        const e = toFramewireError(err, ErrorCode.WRITE_FAILED, `bus message ${d.busSeq}`);
+        stats.failed++;
+        if (e.code === 'ERR_UNSAFE_NAME') d.term();
+        else d.nak(1000);
+        opts.onError?.(e);
+        return;
+      }
+      d.ack();
+      if (d.type === 'frame') {
+        stats.frames++;
+        opts.onFrame?.(d.frame, d);
+      } else {
+        stats.messages++;
+        opts.onMessage?.(d.message, d);
+      }
+    };
     try {
       for await (const d of this) {
         if (d.deliveryCount > 1) stats.redelivered++;
-        try {
-          if (d.type === 'frame') {
-            for (const s of sinks) if (s.frame) await s.frame(d.frame);
-          } else {
-            for (const s of sinks) if (s.message) await s.message(d.message);
-          }
-        } catch (err) {
-          const e = toFramewireError(err, ErrorCode.WRITE_FAILED, `bus message ${d.busSeq}`);
-          stats.failed++;
-          if (e.code === 'ERR_UNSAFE_NAME') d.term();
-          else d.nak(1000);
-          opts.onError?.(e);
-          continue;
-        }
-        d.ack();
-        if (d.type === 'frame') {
-          stats.frames++;
-          opts.onFrame?.(d.frame, d);
-        } else {
-          stats.messages++;
-          opts.onMessage?.(d.message, d);
-        }
+        const p = handle(d);
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+        if (inFlight.size >= width) await Promise.race(inFlight);
       }
+      await Promise.all(inFlight);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
     }
