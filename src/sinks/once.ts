@@ -70,9 +70,16 @@ export class OnceFolderSink implements Sink {
   readonly stats: OnceStats = { written: 0, skipped: 0 };
   readonly #logs = new Map<string, SeenLog>();
   #root: string | undefined;
+  /** Frames being written now (stream:epoch:seq): a second delivery of one of them is skipped. */
+  readonly #writing = new Set<string>();
+  /** Resolves once the newest frame's check is done and its write started: writes start in order. */
+  #gate: Promise<void> = Promise.resolve();
+  /** As many frames at once as the folder sink writes (its frameConcurrency). */
+  readonly frameConcurrency: number;
 
   constructor(folder: FolderSink) {
     this.folder = folder;
+    this.frameConcurrency = folder.frameConcurrency;
   }
 
   async #log(key: string, rel: () => string[]): Promise<SeenLog> {
@@ -93,16 +100,37 @@ export class OnceFolderSink implements Sink {
   }
 
   async frame(f: ReceivedFrame): Promise<void> {
-    const stream = checkStreamName(f.stream.name);
-    const log = await this.#log(`s:${stream}`, () => [stream, 'index.jsonl']);
-    const key = `${f.stream.epoch}:${f.seq}`;
-    if (await this.#seen(log, key)) {
-      this.stats.skipped++;
-      return;
+    // Checks run one after another and each write starts in the order the frames came (the folder sink
+    // wants a stream's frames in order); the writes themselves overlap, up to frameConcurrency.
+    const before = this.#gate;
+    let started!: () => void;
+    this.#gate = new Promise<void>((r) => {
+      started = r;
+    });
+    let write: Promise<void>;
+    let key: string;
+    let log: SeenLog;
+    try {
+      await before;
+      const stream = checkStreamName(f.stream.name);
+      log = await this.#log(`s:${stream}`, () => [stream, 'index.jsonl']);
+      key = `${f.stream.epoch}:${f.seq}`;
+      if (this.#writing.has(`${stream}:${key}`) || (await this.#seen(log, key))) {
+        this.stats.skipped++;
+        return;
+      }
+      this.#writing.add(`${stream}:${key}`);
+      write = this.folder.frame(f);
+    } finally {
+      started();
     }
-    await this.folder.frame(f);
-    log.keys.add(key);
-    this.stats.written++;
+    try {
+      await write;
+      log.keys.add(key);
+      this.stats.written++;
+    } finally {
+      this.#writing.delete(`${f.stream.name}:${key}`);
+    }
   }
 
   async message(m: ReceivedMessage): Promise<void> {
