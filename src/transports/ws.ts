@@ -100,10 +100,14 @@ export class WsConnection extends EventEmitter implements Connection {
   private readonly decoder: Decoder;
   private closeErr: FramewireError | undefined;
   private done = false;
+  private readonly limits: Limits;
+  /** While the receiver restricts this connection (before its handshake): why, for the error. */
+  private restrictedWhy: string | undefined;
 
   constructor(ws: WebSocket, socket: Socket, limits: Limits, verifyCrc = true) {
     super();
     this.ws = ws;
+    this.limits = limits;
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
@@ -138,7 +142,13 @@ export class WsConnection extends EventEmitter implements Connection {
       }
     });
     ws.on('error', (err: Error & { code?: string }) => {
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && this.restrictedWhy !== undefined) {
+        this.closeErr ??= new FramewireError(
+          'ERR_EARLY_DATA',
+          `WebSocket ${this.remote} announced a message larger than a control message before ${this.restrictedWhy}; refused unread`,
+          { cause: err },
+        );
+      } else if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
         this.closeErr ??= new FramewireError(
           'ERR_FRAME_TOO_LARGE',
           `WebSocket message from ${this.remote} exceeds ${wsMaxPayload(limits)} bytes (the limits: maxFrameBytes ${limits.maxFrameBytes})`,
@@ -162,8 +172,27 @@ export class WsConnection extends EventEmitter implements Connection {
     socket.on('drain', () => this.emit('drain'));
   }
 
+  /**
+   * The decoder's intake, and `ws`'s own message limit with it: `ws` gathers a whole message before the
+   * decoder sees it, so while the receiver accepts only control messages (before the handshake), a message
+   * announcing more than one control message is refused from its WebSocket header, before `ws` holds any of
+   * it. (`_receiver._maxPayload` is internal to `ws` 8; test/transports/ws-session.test.ts checks it.)
+   */
   get intake(): DecoderIntake {
-    return this.decoder;
+    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload: number } })._receiver;
+    return {
+      restrict: (maxControlBytes, why) => {
+        this.decoder.restrict(maxControlBytes, why);
+        this.restrictedWhy = why;
+        if (receiver) receiver._maxPayload = HEADER_BYTES + Math.max(0, maxControlBytes) + 64;
+      },
+      admitAll: () => {
+        this.decoder.admitAll();
+        this.restrictedWhy = undefined;
+        if (receiver) receiver._maxPayload = wsMaxPayload(this.limits);
+      },
+      useBudget: (budget) => this.decoder.useBudget(budget),
+    };
   }
 
   get congested(): boolean {

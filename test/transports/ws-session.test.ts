@@ -235,8 +235,11 @@ test('oversized WebSocket messages: ERR_FRAME_TOO_LARGE from the header, and clo
     assert.equal(ca.code, 1009);
     assert.match(ca.reason, /^ERR_FRAME_TOO_LARGE/);
 
-    // A WebSocket message past maxPayload (header + 64 KiB head + the largest body): ws refuses it unread.
+    // After the handshake, a WebSocket message past maxPayload (header + 64 KiB head + the largest body):
+    // ws refuses it unread. (Before the handshake the bound is one control message: see the 60 MB test.)
     const b = await rawPeer(url);
+    b.ws.send(hello([]));
+    await waitFor(() => b.got.some((m) => m.type === MessageType.WELCOME), 5000, 'welcome');
     b.ws.send(Buffer.alloc(HEADER_BYTES + 0xffff + 10_000 + 1));
     const cb = await b.closed;
     assert.equal(cb.code, 1009);
@@ -313,6 +316,51 @@ test('the https viewer takes framewire senders at wss://VIEW/ws (webSocketSender
     assert.equal(JSON.parse(first.toString()).type, 'hello');
     page.close();
   } finally {
+    await server.close();
+  }
+});
+
+test('before its handshake a ws:// connection announcing a 60 MB message is closed from the WebSocket header, unread', async () => {
+  const server = await createServer({ listen: 'ws://127.0.0.1:0', token: TOKEN });
+  const warnings: FramewireError[] = [];
+  server.on('warning', (w) => warnings.push(w));
+  const net = await import('node:net');
+  const sock = net.connect(server.port, '127.0.0.1');
+  try {
+    await once(sock, 'connect');
+    sock.write(
+      'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+        'Sec-WebSocket-Protocol: framewire.v1\r\n\r\n',
+    );
+    let got = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+    });
+    await waitFor(() => got.includes('\r\n\r\n'), 20_000, 'the 101 answer');
+    assert.match(got.toString('latin1'), /^HTTP\/1\.1 101/);
+    got = Buffer.alloc(0);
+    // A binary frame announcing 60,000,000 bytes (masked with a zero key, so the bytes are as sent), then
+    // 2 MB of it: far below what the limits let through after the handshake (64 MiB), far above a control.
+    const head = Buffer.alloc(14);
+    head[0] = 0x82;
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(60_000_000n, 2);
+    sock.write(head);
+    let closed = false;
+    sock.on('close', () => {
+      closed = true;
+    });
+    sock.on('error', () => {});
+    for (let i = 0; i < 32 && !closed; i++) sock.write(Buffer.alloc(64 * 1024));
+    await waitFor(() => closed, 30_000, 'the server to close the connection');
+    // The close frame (0x88) says 1009, message too big: refused from the header, not after gathering it.
+    const at = got.indexOf(0x88);
+    assert.ok(at >= 0, `a close frame: ${got.toString('hex')}`);
+    assert.equal(got.readUInt16BE(at + 2), 1009);
+    await waitFor(() => warnings.some((w) => w.code === 'ERR_EARLY_DATA'), 10_000, 'ERR_EARLY_DATA');
+  } finally {
+    sock.destroy();
     await server.close();
   }
 });
