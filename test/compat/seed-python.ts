@@ -6,23 +6,13 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { pythonWith } from '../helpers/python.js';
 
 export const SEEDS = fileURLToPath(new URL('../fixtures/seeds/', import.meta.url));
 
-let found: string | null | undefined;
-/** A python3 that imports cv2 and numpy ($FRAMEWIRE_PYTHON, /usr/bin/python3, python3), or null. */
+/** A python3 that imports cv2 and numpy (test/helpers/python.ts), or null. */
 export function pythonWithCv2(): string | null {
-  if (found !== undefined) return found;
-  found = null;
-  for (const p of [process.env.FRAMEWIRE_PYTHON, '/usr/bin/python3', 'python3']) {
-    if (!p) continue;
-    const r = spawnSync(p, ['-c', 'import cv2, numpy'], { stdio: 'ignore', timeout: 60_000 });
-    if (r.status === 0) {
-      found = p;
-      break;
-    }
-  }
-  return found;
+  return pythonWith(['cv2', 'numpy']);
 }
 
 export const NO_CV2 =

@@ -2,28 +2,18 @@
  * Starts the Python ImageZMQ peers of test/compat/imagezmq/peer.py (pyzmq + numpy, Debian's python3-zmq and
  * python3-numpy) as child processes, reads their JSON lines, and stops them. Every wait has a deadline.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { pythonWith } from '../../helpers/python.js';
 
 export const PEER = fileURLToPath(new URL('./peer.py', import.meta.url));
 
-let found: string | null | undefined;
-/** A python3 that imports zmq and numpy ($FRAMEWIRE_PYTHON, python3, /usr/bin/python3), or null. */
+/** A python3 that imports zmq and numpy (test/helpers/python.ts), or null. */
 export function pythonWithZmq(): string | null {
-  if (found !== undefined) return found;
-  found = null;
-  for (const p of [process.env.FRAMEWIRE_PYTHON, 'python3', '/usr/bin/python3']) {
-    if (!p) continue;
-    const r = spawnSync(p, ['-c', 'import zmq, numpy'], { stdio: 'ignore' });
-    if (r.status === 0) {
-      found = p;
-      break;
-    }
-  }
-  return found;
+  return pythonWith(['zmq', 'numpy']);
 }
 
 export type PlanItem =
