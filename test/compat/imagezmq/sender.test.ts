@@ -178,7 +178,17 @@ describe('framewire sender → Python ImageZMQ hubs', () => {
       const port = await first.port();
       const io = capture();
       const sending = run(
-        ['send', join(dir, 'cam2'), '--to', `izmq://127.0.0.1:${port}?timeout=300`, '--no-progress'],
+        // --retry-for well past the default 30 s: a Python hub restarting on a machine with two CPU hogs can
+        // take longer than that to import numpy and zmq, and the sender must simply keep trying.
+        [
+          'send',
+          join(dir, 'cam2'),
+          '--to',
+          `izmq://127.0.0.1:${port}?timeout=300`,
+          '--retry-for',
+          '150',
+          '--no-progress',
+        ],
         io,
       );
       assert.equal(await first.wait(), 3, first.stderr);
