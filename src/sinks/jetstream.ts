@@ -63,6 +63,15 @@ export interface JetStreamSinkStats {
   retries: number;
 }
 
+/** `publishConcurrency` checked: an integer 1..1024 (default 32), else ERR_BAD_OPTION. */
+function publishConcurrency(opts: JetStreamSinkOptions): number {
+  const c = opts.publishConcurrency ?? 32;
+  if (!Number.isInteger(c) || c < 1 || c > 1024) {
+    throw new FramewireError('ERR_BAD_OPTION', `publishConcurrency must be an integer 1..1024, got ${c}`);
+  }
+  return c;
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Publishes received frames and messages to NATS JetStream. Use {@link JetStreamSink.open}. */
@@ -90,11 +99,7 @@ export class JetStreamSink implements Sink {
     this.#retryForMs = opts.retryForMs ?? 30_000;
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 5000;
     this.#maxPayload = opts.maxPayload ?? bus.nc.info?.max_payload ?? 1024 * 1024;
-    const c = opts.publishConcurrency ?? 32;
-    if (!Number.isInteger(c) || c < 1 || c > 1024) {
-      throw new FramewireError('ERR_BAD_OPTION', `publishConcurrency must be an integer 1..1024, got ${c}`);
-    }
-    this.frameConcurrency = c;
+    this.frameConcurrency = publishConcurrency(opts);
   }
 
   /**
@@ -103,6 +108,7 @@ export class JetStreamSink implements Sink {
    * name with other subjects).
    */
   static async open(opts: JetStreamSinkOptions): Promise<JetStreamSink> {
+    publishConcurrency(opts); // a bad value is refused before connecting
     const bus = await connectBus({ name: 'framewire serve', ...opts });
     try {
       await retryUnreachable(() => ensureStream(bus), opts.startRetryMs ?? 15_000);
