@@ -65,9 +65,17 @@ export interface LegacyAddress {
   text: string;
 }
 
-export function legacyAddress(url: string | URL, allowed: readonly LegacyScheme[]): LegacyAddress {
+/**
+ * An endpoint URL of one of `allowed` schemes: host, port (`defaultPort(scheme)` when omitted), query
+ * options, and the `scheme://host:port` text for messages. ERR_UNSUPPORTED_SCHEME for another scheme.
+ */
+export function endpointAddress<S extends string>(
+  url: string | URL,
+  allowed: readonly S[],
+  defaultPort: (scheme: S) => number,
+): { scheme: S; host: string; port: number; params: URLSearchParams; shownHost: string; text: string } {
   const u = typeof url === 'string' ? parseEndpoint(url, allowed) : url;
-  const scheme = u.protocol.slice(0, -1) as LegacyScheme;
+  const scheme = u.protocol.slice(0, -1) as S;
   if (!allowed.includes(scheme)) {
     throw new FramewireError(
       'ERR_UNSUPPORTED_SCHEME',
@@ -75,9 +83,14 @@ export function legacyAddress(url: string | URL, allowed: readonly LegacyScheme[
     );
   }
   const host = hostOf(u);
-  const port = u.port === '' ? LEGACY_DEFAULT_PORTS[scheme] : Number(u.port);
-  const shown = host.includes(':') ? `[${host}]` : host;
-  return { scheme, host, port, params: u.searchParams, text: `${scheme}://${shown}:${port}` };
+  const port = u.port === '' ? defaultPort(scheme) : Number(u.port);
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return { scheme, host, port, params: u.searchParams, shownHost, text: `${scheme}://${shownHost}:${port}` };
+}
+
+export function legacyAddress(url: string | URL, allowed: readonly LegacyScheme[]): LegacyAddress {
+  const { scheme, host, port, params, text } = endpointAddress(url, allowed, (s) => LEGACY_DEFAULT_PORTS[s]);
+  return { scheme, host, port, params, text };
 }
 
 /** Reads a numeric query option (`?timeout=500`); throws ERR_BAD_OPTION when it is not a number in range. */

@@ -4,7 +4,7 @@
  * binary loses ImageZMQ only, not framewire).
  */
 import { FramewireError } from '../../errors.js';
-import { hostOf, parseEndpoint } from '../../transports/url.js';
+import { endpointAddress } from '../common.js';
 import { IZMQ_DEFAULT_PORT } from './format.js';
 
 export const IZMQ_SCHEMES = ['izmq', 'izmq+sub', 'izmq+pub'] as const;
@@ -45,25 +45,12 @@ export function izmqSchemeOf(to: string): IzmqScheme | undefined {
 }
 
 export function izmqAddress(url: string | URL, allowed: readonly IzmqScheme[]): IzmqAddress {
-  const u = typeof url === 'string' ? parseEndpoint(url, allowed) : url;
-  const scheme = u.protocol.slice(0, -1) as IzmqScheme;
-  if (!allowed.includes(scheme)) {
-    throw new FramewireError(
-      'ERR_UNSUPPORTED_SCHEME',
-      `scheme "${scheme}" is not one of ${allowed.join(', ')}`,
-    );
-  }
-  const host = hostOf(u);
-  const port = u.port === '' ? IZMQ_DEFAULT_PORT : Number(u.port);
-  const shown = host.includes(':') ? `[${host}]` : host;
-  return {
-    scheme,
-    host,
-    port,
-    params: u.searchParams,
-    zmqEndpoint: `tcp://${shown}:${port === 0 ? '*' : port}`,
-    text: `${scheme}://${shown}:${port}`,
-  };
+  const { scheme, host, port, params, shownHost, text } = endpointAddress(
+    url,
+    allowed,
+    () => IZMQ_DEFAULT_PORT,
+  );
+  return { scheme, host, port, params, zmqEndpoint: `tcp://${shownHost}:${port === 0 ? '*' : port}`, text };
 }
 
 /** Reads a numeric query option (`?timeout=500`); ERR_BAD_OPTION when it is not a number in range. */
