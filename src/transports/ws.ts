@@ -1,8 +1,9 @@
 /**
  * ws:// and wss:// — protocol v1 over WebSocket binary messages (the `ws` package on both sides).
  *
- * Mapping: every WebSocket message holds whole framewire messages (the sender writes exactly one, as two
- * fragments `[header+head, payload]` so that the payload is never concatenated); a message that ends inside
+ * Mapping: every WebSocket message holds whole framewire messages, exactly one as written (a client as one
+ * masked frame, ws-frames.ts; a server as two fragments `[header+head, payload]`, so that the payload is
+ * never concatenated; the receiving side accepts either); a message that ends inside
  * a framewire message, a text message, or one larger than the limits allow ends the connection with an
  * ERR_* code (also given as the WebSocket close code and reason). permessage-deflate is off: frames are
  * JPEG, PNG or raw pixels, and compressing them costs CPU for nothing.
@@ -22,6 +23,7 @@ import { describeSocketError, listenServer } from './tcp.js';
 import { tlsError, trustedCas } from './tls.js';
 import type { Connection, Listener, Transport, TransportOptions } from './types.js';
 import { hostOf } from './url.js';
+import { MaskedFrameWriter } from './ws-frames.js';
 
 // The `ws` package is required on first use, not when framewire is imported: a receiver without ws://
 // does not carry it in its heap (docs/benchmarks.md, "The receiver's heap").
@@ -103,9 +105,18 @@ export class WsConnection extends EventEmitter implements Connection {
   private readonly limits: Limits;
   /** While the receiver restricts this connection (before its handshake): why, for the error. */
   private restrictedWhy: string | undefined;
+  /** A client's data messages, masked into reused buffers (ws-frames.ts); a server's go through `ws`. */
+  private readonly frames: MaskedFrameWriter | undefined;
 
-  constructor(ws: WebSocket, socket: Socket, limits: Limits, verifyCrc = true) {
+  constructor(
+    ws: WebSocket,
+    socket: Socket,
+    limits: Limits,
+    options: { verifyCrc?: boolean; client?: boolean } = {},
+  ) {
     super();
+    const verifyCrc = options.verifyCrc ?? true;
+    this.frames = options.client ? new MaskedFrameWriter(socket) : undefined;
     this.ws = ws;
     this.limits = limits;
     this.socket = socket;
@@ -205,9 +216,14 @@ export class WsConnection extends EventEmitter implements Connection {
 
   send(parts: Encoded): boolean {
     if (this.closed) return false;
+    if (this.frames) {
+      // A client: one masked frame per framewire message, its parts masked straight into one reused buffer.
+      this.frames.write(parts);
+      return !this.socket.writableNeedDrain;
+    }
     const last = parts.length - 1;
-    // One WebSocket message per framewire message; its parts as fragments, so the payload is not copied
-    // into one buffer here (ws masks a client's payload into a copy anyway, as RFC 6455 requires).
+    // A server: one WebSocket message per framewire message, its parts as fragments, so the payload is not
+    // copied into one buffer (a server does not mask).
     for (let i = 0; i <= last; i++) this.ws.send(parts[i]!, { binary: true, fin: i === last });
     return !this.socket.writableNeedDrain;
   }
@@ -283,7 +299,9 @@ export function wsAcceptor(
     handleUpgrade(req, socket, head) {
       if (!anySubprotocol && !asksForFramewire(req)) return false;
       wss.handleUpgrade(req, socket, head, (ws) =>
-        onConnection(new WsConnection(ws, socket as Socket, options.limits, options.verifyCrc ?? true)),
+        onConnection(
+          new WsConnection(ws, socket as Socket, options.limits, { verifyCrc: options.verifyCrc ?? true }),
+        ),
       );
       return true;
     },
@@ -374,7 +392,7 @@ function connectWs(url: URL, options: TransportOptions): Promise<Connection> {
         );
         return;
       }
-      resolve(new WsConnection(ws, socket, options.limits));
+      resolve(new WsConnection(ws, socket, options.limits, { client: true }));
     });
   });
 }
