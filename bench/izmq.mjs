@@ -7,7 +7,8 @@
 //
 // bench/run.mjs calls runIzmqBench(); `node bench/izmq.mjs` runs these rows alone (after `npm run build`).
 // Environment: BENCH_IZMQ_FRAMES (default 3000), BENCH_REPEAT (runs per row, interleaved; median by MB/s),
-// BENCH_TMPDIR (parent of the hubs' output folders), FRAMEWIRE_PYTHON (a python3 with zmq and numpy).
+// BENCH_TMPDIR (parent of the hubs' output folders), FRAMEWIRE_PYTHON (a python3 with zmq and numpy),
+// BENCH_IZMQ_NODE_ARGS (node options for the framewire hub: --cpu-prof, --trace-gc).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,8 @@ const root = join(here, '..');
 const PEER = join(root, 'test', 'compat', 'imagezmq', 'peer.py');
 const CLI = join(root, 'dist', 'cli', 'main.js');
 const FRAME = 123_000;
+/** Node options for the framewire hub, e.g. BENCH_IZMQ_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const NODE_ARGS = (process.env.BENCH_IZMQ_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 export const IZMQ_ROWS = [
   {
@@ -148,7 +151,7 @@ async function runRow(row, py, jpgPath, frames, tmpParent) {
     } else {
       hub = start(
         process.execPath,
-        [CLI, 'serve', '--listen', 'izmq://127.0.0.1:0', '--out', out],
+        [...NODE_ARGS, CLI, 'serve', '--listen', 'izmq://127.0.0.1:0', '--out', out],
         'framewire serve',
       );
       port = Number((await hub.line(/receiving on izmq:\/\/127\.0\.0\.1:(\d+)/))[1]);
