@@ -4,17 +4,23 @@
  * process writing the same folder recorded) and remembered for what this worker wrote. JetStream delivers
  * at least once; this makes the folder exactly once.
  */
-import { type FileHandle, open } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkStreamName } from '../names.js';
 import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
 import type { FolderSink } from './folder.js';
 
-/** The (epoch, seq) pairs recorded in one JSON-lines log, read incrementally from where it was left. */
+/**
+ * The (epoch, seq) pairs recorded in one JSON-lines log, read incrementally from where it was left.
+ *
+ * Every frame's check reads what other writers appended since the last one, so the calls are synchronous
+ * (fstat and one read of the new tail, a few microseconds on a local disk): through the thread pool, the two
+ * round trips per frame, one check after another, held a bus consumer to about 1 ms a frame.
+ */
 class SeenLog {
   readonly #path: string;
   readonly keys = new Set<string>();
-  #fh: FileHandle | undefined;
+  #fd: number | undefined;
   #offset = 0;
   #carry = '';
 
@@ -23,18 +29,18 @@ class SeenLog {
   }
 
   /** Reads what was appended since the last call. A missing file is empty. */
-  async refresh(): Promise<void> {
-    if (!this.#fh) {
+  refresh(): void {
+    if (this.#fd === undefined) {
       try {
-        this.#fh = await open(this.#path, 'r');
+        this.#fd = openSync(this.#path, 'r');
       } catch {
         return;
       }
     }
-    const { size } = await this.#fh.stat();
+    const { size } = fstatSync(this.#fd);
     if (size <= this.#offset) return;
     const buf = Buffer.allocUnsafe(size - this.#offset);
-    const { bytesRead } = await this.#fh.read(buf, 0, buf.length, this.#offset);
+    const bytesRead = readSync(this.#fd, buf, 0, buf.length, this.#offset);
     this.#offset += bytesRead;
     const text = this.#carry + buf.toString('utf8', 0, bytesRead);
     const lines = text.split('\n');
@@ -49,8 +55,14 @@ class SeenLog {
     }
   }
 
-  async close(): Promise<void> {
-    await this.#fh?.close().catch(() => {});
+  close(): void {
+    if (this.#fd === undefined) return;
+    try {
+      closeSync(this.#fd);
+    } catch {
+      // Already gone.
+    }
+    this.#fd = undefined;
   }
 }
 
@@ -93,9 +105,9 @@ export class OnceFolderSink implements Sink {
   }
 
   /** True when (key) is recorded: first from memory, then from what other writers appended since. */
-  async #seen(log: SeenLog, key: string): Promise<boolean> {
+  #seen(log: SeenLog, key: string): boolean {
     if (log.keys.has(key)) return true;
-    await log.refresh();
+    log.refresh();
     return log.keys.has(key);
   }
 
@@ -115,7 +127,7 @@ export class OnceFolderSink implements Sink {
       const stream = checkStreamName(f.stream.name);
       log = await this.#log(`s:${stream}`, () => [stream, 'index.jsonl']);
       key = `${f.stream.epoch}:${f.seq}`;
-      if (this.#writing.has(`${stream}:${key}`) || (await this.#seen(log, key))) {
+      if (this.#writing.has(`${stream}:${key}`) || this.#seen(log, key)) {
         this.stats.skipped++;
         return;
       }
@@ -136,7 +148,7 @@ export class OnceFolderSink implements Sink {
   async message(m: ReceivedMessage): Promise<void> {
     const log = await this.#log('m', () => ['messages.jsonl']);
     const key = `${m.epoch}:${m.seq}`;
-    if (await this.#seen(log, key)) {
+    if (this.#seen(log, key)) {
       this.stats.skipped++;
       return;
     }
@@ -146,7 +158,7 @@ export class OnceFolderSink implements Sink {
   }
 
   async close(): Promise<void> {
-    for (const log of this.#logs.values()) await log.close();
+    for (const log of this.#logs.values()) log.close();
     await this.folder.close();
   }
 }
