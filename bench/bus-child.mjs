@@ -13,9 +13,14 @@ import { guard, makePool, readConfig, tell, whenParentSays } from './lib.mjs';
 const cfg = readConfig();
 guard(cfg.role, cfg.deadlineMs);
 
+/** --fsync, and --write-concurrency 1 for the rows whose sink is the bottleneck. */
+function folderOptions() {
+  return { fsync: !!cfg.fsync, ...(cfg.serial ? { writeConcurrency: 1 } : {}) };
+}
+
 if (cfg.role === 'receiver') {
   const sinks = [];
-  if (cfg.out) sinks.push(await FolderSink.open(cfg.out, { fsync: !!cfg.fsync }));
+  if (cfg.out) sinks.push(await FolderSink.open(cfg.out, folderOptions()));
   if (cfg.bus) sinks.push(await JetStreamSink.open({ url: cfg.bus }));
   const server = await createServer({ listen: 'tcp://127.0.0.1:0', sinks });
   await tell({ type: 'ready', port: server.port });
@@ -39,7 +44,7 @@ if (cfg.role === 'sender') {
 
 if (cfg.role === 'consumer') {
   const source = await JetStreamSource.open({ url: cfg.bus, group: cfg.group, from: 'first' });
-  const folder = new OnceFolderSink(await FolderSink.open(cfg.out, { fsync: !!cfg.fsync }));
+  const folder = new OnceFolderSink(await FolderSink.open(cfg.out, folderOptions()));
   let n = 0;
   const ac = new AbortController();
   whenParentSays('stop').then(() => ac.abort());

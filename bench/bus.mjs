@@ -25,6 +25,31 @@ export const BUS_ROWS = [
   { id: 'bus-direct-fsync', label: 'direct, --fsync', kind: 'direct', fsync: true },
   { id: 'bus-1w-fsync', label: 'bus, 1 worker, consume --fsync', kind: 'bus', workers: 1, fsync: true },
   { id: 'bus-2w-fsync', label: 'bus, 2 workers, consume --fsync', kind: 'bus', workers: 2, fsync: true },
+  // A sink that is the bottleneck: one frame at a time, each flushed (--write-concurrency 1 --fsync), the way
+  // a slow step per frame (an inference, a remote store) holds a worker. Here a second worker should help.
+  {
+    id: 'bus-direct-serial',
+    label: 'direct, --fsync --write-concurrency 1',
+    kind: 'direct',
+    fsync: true,
+    serial: true,
+  },
+  {
+    id: 'bus-1w-serial',
+    label: 'bus, 1 worker, consume --fsync --write-concurrency 1',
+    kind: 'bus',
+    workers: 1,
+    fsync: true,
+    serial: true,
+  },
+  {
+    id: 'bus-2w-serial',
+    label: 'bus, 2 workers, consume --fsync --write-concurrency 1',
+    kind: 'bus',
+    workers: 2,
+    fsync: true,
+    serial: true,
+  },
 ];
 
 function freePort() {
@@ -91,7 +116,10 @@ async function runRow(row, natsPort, tmp) {
   const kids = [];
   try {
     const receiver = child(
-      { role: 'receiver', ...(row.kind === 'direct' ? { out, fsync: !!row.fsync } : { bus }) },
+      {
+        role: 'receiver',
+        ...(row.kind === 'direct' ? { out, fsync: !!row.fsync, serial: !!row.serial } : { bus }),
+      },
       deadlineMs,
     );
     kids.push(receiver);
@@ -99,7 +127,10 @@ async function runRow(row, natsPort, tmp) {
     const consumers = [];
     const counts = [];
     for (let i = 0; row.kind === 'bus' && i < row.workers; i++) {
-      const c = child({ role: 'consumer', bus, group: 'bench', out, fsync: !!row.fsync }, deadlineMs);
+      const c = child(
+        { role: 'consumer', bus, group: 'bench', out, fsync: !!row.fsync, serial: !!row.serial },
+        deadlineMs,
+      );
       kids.push(c);
       counts.push(0);
       c.proc.on('fw-message', (m) => {
@@ -184,7 +215,13 @@ export async function runBusBench({ tmpParent = os.tmpdir() } = {}) {
       lines.push(`| ${r.label} | FAILED: ${r.error} | | | |`);
       continue;
     }
-    const direct = byId.get(r.id.endsWith('-fsync') ? 'bus-direct-fsync' : 'bus-direct');
+    const direct = byId.get(
+      r.id.endsWith('-serial')
+        ? 'bus-direct-serial'
+        : r.id.endsWith('-fsync')
+          ? 'bus-direct-fsync'
+          : 'bus-direct',
+    );
     const ratio = direct && !direct.error ? (r.mbPerSec / direct.mbPerSec).toFixed(2) : '';
     const split = r.perWorker ? ` (${r.perWorker.join(' + ')})` : '';
     lines.push(
