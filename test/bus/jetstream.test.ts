@@ -23,7 +23,6 @@ import {
   OnceFolderSink,
   parseBusUrl,
   parseStartFrom,
-  type ReceivedFrame,
 } from '../../src/index.js';
 import { selfSignedCert } from '../helpers/certs.js';
 import { capture } from '../helpers/cli.js';
@@ -32,6 +31,7 @@ import { HAVE_NATS, NatsServer } from '../helpers/nats.js';
 
 const { FoxgloveClient } = foxglove;
 
+import { receivedFrame, streamInfo } from '../helpers/frames.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 const skip = HAVE_NATS ? false : 'nats-server is not installed (apt-get install nats-server)';
@@ -181,20 +181,11 @@ test('a frame published twice is stored once (Nats-Msg-Id), and a folder writes 
 }, async () => {
   const url = `${nats!.url}?stream=T2&prefix=t2`;
   const bus = await JetStreamSink.open({ url });
-  const frame: ReceivedFrame = {
-    stream: { name: 'cam1', kind: 'visible', mode: 'reliable', epoch: 'e1', sender: '127.0.0.1:1' },
-    seq: 7,
-    captureUs: 1,
-    receivedUs: 2,
-    contentType: 'image/jpeg',
-    pixelFormat: 'none',
-    width: 0,
-    height: 0,
-    name: '',
-    meta: undefined,
+  const frame = receivedFrame(7, {
+    stream: streamInfo('cam1', { sender: '127.0.0.1:1' }),
     data: payload(7, 5000),
     crc: 0,
-  };
+  });
   await bus.frame(frame);
   await bus.frame(frame);
   assert.equal(bus.stats.duplicates, 1);

@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import type { FramewireError } from '../../src/errors.js';
 import { FolderSink } from '../../src/sinks/folder.js';
 import type { ReceivedFrame } from '../../src/types.js';
-import { payload, tempDir, waitFor } from '../helpers/tmp.js';
+import { receivedFrame, streamInfo } from '../helpers/frames.js';
+import { tempDir, waitFor } from '../helpers/tmp.js';
 
 /** latest.jpg is refreshed beside the writes (at most every 100 ms): wait until it shows `want`. */
 async function latestIs(path: string, want: Buffer): Promise<void> {
@@ -33,21 +34,11 @@ function outDir(): string {
 }
 
 function frame(seq: number, over: Partial<ReceivedFrame> = {}): ReceivedFrame {
-  return {
-    stream: { name: 'cam', kind: 'visible', mode: 'live', epoch: 'e1', sender: '127.0.0.1:1' },
-    seq,
-    captureUs: 1,
-    receivedUs: 2,
-    contentType: 'image/jpeg',
-    pixelFormat: 'none',
-    width: 0,
-    height: 0,
-    name: '',
-    meta: undefined,
-    data: payload(seq, 3000 + seq),
+  return receivedFrame(seq, {
+    stream: streamInfo('cam', { mode: 'live', sender: '127.0.0.1:1' }),
     crc: 0,
     ...over,
-  };
+  });
 }
 
 test('latest.jpg follows the newest JPEG frame; PNG and other frames leave it alone', async () => {

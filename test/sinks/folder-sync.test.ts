@@ -6,29 +6,15 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { crc32 } from 'node:zlib';
 import { FolderSink } from '../../src/sinks/folder.js';
 import type { ReceivedFrame, StreamInfo } from '../../src/types.js';
+import { receivedFrame } from '../helpers/frames.js';
 import { payload, tempDir } from '../helpers/tmp.js';
 
 const stream: StreamInfo = { name: 'cam0', kind: 'visible', mode: 'reliable', epoch: 'e1', sender: 'test' };
 
 function frame(seq: number, size: number): ReceivedFrame {
-  const data = payload(seq, size);
-  return {
-    stream,
-    seq,
-    captureUs: 1,
-    receivedUs: 2,
-    contentType: 'image/jpeg',
-    pixelFormat: 'none',
-    width: 0,
-    height: 0,
-    name: `${seq}.jpg`,
-    meta: undefined,
-    data,
-    crc: crc32(data),
-  };
+  return receivedFrame(seq, { stream, name: `${seq}.jpg`, data: payload(seq, size) });
 }
 
 test('frames under syncWriteMaxBytes are saved synchronously, larger ones asynchronously, the same way', async () => {

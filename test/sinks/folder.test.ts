@@ -18,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { FramewireError } from '../../src/errors.js';
 import { FolderSink, type FolderSinkOptions } from '../../src/sinks/folder.js';
 import type { ReceivedFrame, ReceivedMessage, StreamInfo } from '../../src/types.js';
+import { receivedFrame } from '../helpers/frames.js';
 import { payload } from '../helpers/tmp.js';
 
 let tmp: string;
@@ -41,21 +42,14 @@ function streamInfo(name = 'cam0', epoch = 'e1'): StreamInfo {
 }
 
 function frame(seq: number, over: Partial<ReceivedFrame> = {}): ReceivedFrame {
-  return {
+  return receivedFrame(seq, {
     stream: streamInfo(),
-    seq,
     captureUs: 1_700_000_000_000_000 + seq,
     receivedUs: 1_700_000_000_500_000 + seq,
-    contentType: 'image/jpeg',
-    pixelFormat: 'none',
-    width: 0,
-    height: 0,
-    name: '',
-    meta: undefined,
     data: Buffer.from(`frame ${seq} \u00ff\u0000 bytes`, 'latin1'),
     crc: 1000 + seq,
     ...over,
-  };
+  });
 }
 
 function message(seq: number, over: Partial<ReceivedMessage> = {}): ReceivedMessage {

@@ -7,22 +7,16 @@ import { test } from 'node:test';
 import { FolderSink } from '../../src/sinks/folder.js';
 import { OnceFolderSink } from '../../src/sinks/once.js';
 import type { ReceivedFrame } from '../../src/types.js';
+import { receivedFrame, streamInfo } from '../helpers/frames.js';
 
 function frame(seq: number): ReceivedFrame {
-  return {
-    stream: { name: 'cam', kind: 'visible', mode: 'reliable', epoch: 'e1', sender: 'bus' },
-    seq,
+  return receivedFrame(seq, {
+    stream: streamInfo('cam', { sender: 'bus' }),
     captureUs: 1_700_000_000_000_000 + seq,
     receivedUs: 1_700_000_000_500_000 + seq,
-    contentType: 'image/jpeg',
-    pixelFormat: 'none',
-    width: 0,
-    height: 0,
-    name: '',
-    meta: undefined,
     data: Buffer.alloc(50_000, seq),
     crc: 0,
-  };
+  });
 }
 
 test('frames handed over at once are written once each, in order, a second delivery in flight skipped', async () => {
