@@ -21,6 +21,7 @@ import { createServer, type FramewireServer } from '../../src/index.js';
 import { DEFAULT_LIMITS, MessageType } from '../../src/protocol/constants.js';
 import { Decoder } from '../../src/protocol/decoder.js';
 import type { Message } from '../../src/protocol/messages.js';
+import { writeOrWait } from '../helpers/net.js';
 import { encodeStep, helloArb, MARK_UNAUTHED, type Step, type StepContext, stepArb } from './arbitraries.js';
 import { checkAsync, LONG, runs, UncaughtTrap, within } from './harness.js';
 import { assertDrained, assertServes, RecordingSink, TOKEN } from './peers.js';
@@ -89,17 +90,7 @@ async function playClient(port: number, c: Client, token: string | undefined, n:
   const writable = () => !closed && !sock.destroyed && sock.writable;
   const write = async (b: Buffer) => {
     if (!writable()) return;
-    if (!sock.write(b)) {
-      await new Promise<void>((r) => {
-        const done = () => {
-          sock.off('drain', done);
-          sock.off('close', done);
-          r();
-        };
-        sock.on('drain', done);
-        sock.on('close', done);
-      });
-    }
+    await writeOrWait(sock, b);
   };
   if (c.state === 'hello') {
     const body = { ...c.hello, ...(token === undefined ? {} : { auth: { nonce: 'c'.repeat(64) } }) };

@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, fork } from 'node:child_process';
-import net from 'node:net';
+import type net from 'node:net';
 import { test } from 'node:test';
-import { createServer, Decoder, type Message } from '../../src/index.js';
+import { createServer } from '../../src/index.js';
 import { MessageType } from '../../src/protocol/constants.js';
 import { encodeControl, encodeFrame, toBytes } from '../../src/protocol/messages.js';
+import { rawPeer, writeOrWait } from '../helpers/net.js';
 import { waitFor } from '../helpers/tmp.js';
 
 const TOKEN = 'intake-test-token';
@@ -26,48 +27,11 @@ function frameHeader(body: number): Buffer {
   return h;
 }
 
-/** A raw TCP peer: what it got decoded, and whether the receiver closed it. */
-async function rawPeer(port: number) {
-  const sock = net.connect(port, '127.0.0.1');
-  await new Promise((r) => sock.once('connect', r));
-  const got: Message[] = [];
-  const dec = new Decoder((m) => got.push(m));
-  let closed = false;
-  sock.on('data', (d) => {
-    try {
-      dec.write(d);
-    } catch {
-      /* counted as nothing */
-    }
-  });
-  sock.on('error', () => {});
-  sock.on('close', () => {
-    closed = true;
-  });
-  const errorCode = () => {
-    const e = got.find((m) => m.type === MessageType.ERROR);
-    return e?.type === MessageType.ERROR ? String(e.body.code) : undefined;
-  };
-  return { sock, got, isClosed: () => closed, errorCode };
-}
-
 /** Writes `total` zero bytes with backpressure, stopping early when the socket closes. */
 async function streamZeros(sock: net.Socket, total: number): Promise<void> {
   const chunk = Buffer.alloc(64 * 1024);
-  let sent = 0;
-  while (sent < total && !sock.destroyed && sock.writable) {
-    sent += chunk.length;
-    if (!sock.write(chunk)) {
-      await new Promise<void>((r) => {
-        const done = () => {
-          sock.off('drain', done);
-          sock.off('close', done);
-          r();
-        };
-        sock.on('drain', done);
-        sock.on('close', done);
-      });
-    }
+  for (let sent = 0; sent < total && !sock.destroyed && sock.writable; sent += chunk.length) {
+    await writeOrWait(sock, chunk);
   }
 }
 

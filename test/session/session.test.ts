@@ -7,28 +7,13 @@ import {
   createServer,
   Decoder,
   type FramewireError,
-  type Message,
   type ReceivedFrame,
   type Sink,
 } from '../../src/index.js';
 import { MessageType } from '../../src/protocol/constants.js';
 import { encodeControl, encodeFrame, toBytes } from '../../src/protocol/messages.js';
+import { rawPeer } from '../helpers/net.js';
 import { payload, waitFor } from '../helpers/tmp.js';
-
-/** A raw TCP peer that speaks bytes and decodes what the server answers. */
-async function rawPeer(port: number) {
-  const sock = net.connect(port, '127.0.0.1');
-  await new Promise((r) => sock.once('connect', r));
-  const got: Message[] = [];
-  const dec = new Decoder((m) => got.push(m));
-  let closed = false;
-  sock.on('data', (d) => dec.write(d));
-  sock.on('error', () => {});
-  sock.on('close', () => {
-    closed = true;
-  });
-  return { sock, got, isClosed: () => closed };
-}
 
 function hello(streams: object[] = [], epoch = 'e1') {
   return toBytes(encodeControl(MessageType.HELLO, { protocol: 1, client: 'raw', epoch, streams }));
