@@ -13,6 +13,7 @@ import { folderSource } from '../../src/sources/folder.js';
 import { indexSeqs, makeFolder } from '../helpers/folders.js';
 import { freePort } from '../helpers/net.js';
 import { startCutProxy } from '../helpers/proxy.js';
+import { sendAll } from '../helpers/sending.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
@@ -87,28 +88,23 @@ test('2,000 reliable frames through two receiver SIGKILLs and proxy cuts: all on
     maxBackoffMs: 200,
     retryForMs: 60_000,
   });
-  let acked = 0;
-  client.on('ack', (a) => {
-    acked += a.frames;
-  });
-  const st = client.stream('cam0', { kind: 'visible' });
-  const sending = (async () => {
-    for await (const f of await folderSource(src).open()) await st.send(f);
-    return client.close();
-  })();
-  sending.catch(() => {});
+  const { acked, done: sending } = sendAll(
+    client,
+    client.stream('cam0', { kind: 'visible' }),
+    await folderSource(src).open(),
+  );
   try {
     for (const at of [300, 900]) {
-      await waitFor(() => acked >= at, 60_000, `${at} frames acked`);
+      await waitFor(() => acked() >= at, 60_000, `${at} frames acked`);
       receiver.kill('SIGKILL');
       await exited(receiver);
       await new Promise((r) => setTimeout(r, 100));
       receiver = (await cli(['serve', '--listen', `tcp://127.0.0.1:${port}`, '--out', out], 'receiving on'))
         .child;
     }
-    await waitFor(() => acked >= 1300, 60_000, '1300 frames acked');
+    await waitFor(() => acked() >= 1300, 60_000, '1300 frames acked');
     proxy.cut();
-    await waitFor(() => acked >= 1600, 60_000, '1600 frames acked');
+    await waitFor(() => acked() >= 1600, 60_000, '1600 frames acked');
     proxy.cut();
     const stats = await sending;
     assert.equal(stats.framesAcked, count);

@@ -13,6 +13,7 @@ import { folderSource } from '../../src/sources/folder.js';
 import { indexSeqs, makeFolder } from '../helpers/folders.js';
 import { freePort } from '../helpers/net.js';
 import { startCutProxy } from '../helpers/proxy.js';
+import { sendAll } from '../helpers/sending.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 let root: string;
@@ -115,26 +116,21 @@ test('cut connections and a receiver killed (SIGKILL) and restarted: every frame
   client.on('connected', ({ reconnect }) => {
     if (reconnect) reconnects++;
   });
-  const st = client.stream('cam0', { kind: 'infrared' });
-  let acked = 0;
-  client.on('ack', (a) => {
-    acked += a.frames;
-  });
-  const sending = (async () => {
-    for await (const f of await folderSource(src).open()) await st.send(f);
-    return client.close();
-  })();
-  sending.catch(() => {}); // awaited below; keeps an early failure from being an unhandled rejection
+  const { acked, done: sending } = sendAll(
+    client,
+    client.stream('cam0', { kind: 'infrared' }),
+    await folderSource(src).open(),
+  );
   try {
-    await waitFor(() => acked >= 80, 30_000, '80 frames acked');
+    await waitFor(() => acked() >= 80, 30_000, '80 frames acked');
     proxy.cut();
-    await waitFor(() => acked >= 160, 30_000, '160 frames acked');
+    await waitFor(() => acked() >= 160, 30_000, '160 frames acked');
     receiver.kill('SIGKILL');
     await new Promise((r) => receiver.once('exit', r));
     proxy.cut();
     await new Promise((r) => setTimeout(r, 300));
     receiver = await startReceiver(port, out);
-    await waitFor(() => acked >= 260, 30_000, '260 frames acked');
+    await waitFor(() => acked() >= 260, 30_000, '260 frames acked');
     proxy.cut();
     const stats = await sending;
     assert.equal(stats.framesAcked, count);

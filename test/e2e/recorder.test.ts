@@ -13,6 +13,7 @@ import { run } from '../../src/cli/run.js';
 import { connect, createServer, FolderSink, type FramewireError } from '../../src/index.js';
 import { folderSource } from '../../src/sources/folder.js';
 import { capture } from '../helpers/cli.js';
+import { sendAll } from '../helpers/sending.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
@@ -134,19 +135,14 @@ test('receiver SIGKILLed with many writes in flight: no half file, no line witho
     maxBackoffMs: 100,
     retryForMs: 60_000,
   });
-  let acked = 0;
-  client.on('ack', (a) => {
-    acked += a.frames;
-  });
-  const st = client.stream('cam0', { kind: 'visible' });
-  const sending = (async () => {
-    for await (const f of await folderSource(src).open()) await st.send(f);
-    return client.close();
-  })();
-  sending.catch(() => {});
+  const { acked, done: sending } = sendAll(
+    client,
+    client.stream('cam0', { kind: 'visible' }),
+    await folderSource(src).open(),
+  );
   try {
     for (const at of [150, 600, 1000]) {
-      await waitFor(() => acked >= at, 60_000, `${at} frames acked`);
+      await waitFor(() => acked() >= at, 60_000, `${at} frames acked`);
       receiver.kill('SIGKILL');
       await exited(receiver);
       // The folder as the crash left it.
@@ -156,7 +152,7 @@ test('receiver SIGKILLed with many writes in flight: no half file, no line witho
       const temps = entries.filter((n) => n.startsWith(TEMP_PREFIX)).length;
       const unrecorded = entries.length - lines.length - temps - 2;
       t.diagnostic(
-        `killed at ${acked} acked: ${lines.length} lines, ${unrecorded} files without a line, ${temps} temp files`,
+        `killed at ${acked()} acked: ${lines.length} lines, ${unrecorded} files without a line, ${temps} temp files`,
       );
       receiver = await serve(port, out, args);
     }

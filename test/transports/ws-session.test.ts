@@ -22,6 +22,7 @@ import { HEADER_BYTES, MessageType } from '../../src/protocol/constants.js';
 import { encodeControl, encodeFrame, toBytes } from '../../src/protocol/messages.js';
 import { selfSignedCert } from '../helpers/certs.js';
 import { startCutProxy } from '../helpers/proxy.js';
+import { sendAll } from '../helpers/sending.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 const TOKEN = 'correct horse battery staple';
@@ -123,20 +124,14 @@ test('reliable over ws:// through cut connections: every frame exactly once, in 
   client.on('connected', ({ reconnect }) => {
     if (reconnect) reconnects++;
   });
-  let acked = 0;
-  client.on('ack', (a) => {
-    acked += a.frames;
-  });
-  const st = client.stream('cam0');
-  const sending = (async () => {
-    for (let i = 0; i < 300; i++) await st.send({ data: payload(i, 20_000 + (i % 7) * 1000) });
-    return client.close();
-  })();
-  sending.catch(() => {});
+  const frames = function* () {
+    for (let i = 0; i < 300; i++) yield { data: payload(i, 20_000 + (i % 7) * 1000) };
+  };
+  const { acked, done: sending } = sendAll(client, client.stream('cam0'), frames());
   try {
-    await waitFor(() => acked >= 60, 30_000, '60 frames acked');
+    await waitFor(() => acked() >= 60, 30_000, '60 frames acked');
     proxy.cut();
-    await waitFor(() => acked >= 150, 30_000, '150 frames acked');
+    await waitFor(() => acked() >= 150, 30_000, '150 frames acked');
     proxy.cut();
     const stats = await sending;
     assert.equal(stats.framesAcked, 300);
