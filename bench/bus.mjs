@@ -8,10 +8,10 @@
 // acknowledged by the receiver, i.e. written (direct rows). Process start is not timed.
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FRAMES = Number(process.env.BENCH_BUS_FRAMES || 1000);
@@ -51,17 +51,6 @@ export const BUS_ROWS = [
     serial: true,
   },
 ];
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function child(config, deadlineMs) {
   const proc = fork(join(here, 'bus-child.mjs'), [JSON.stringify({ ...config, deadlineMs })], {

@@ -23,10 +23,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = process.env.BENCH_CLI || join(here, '..', 'dist', 'cli', 'main.js');
@@ -74,17 +74,6 @@ function hasCommand(cmd) {
   } catch {
     return false;
   }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function sleep(ms) {

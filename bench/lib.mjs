@@ -1,5 +1,6 @@
-// Helpers shared by the benchmark's child processes (bench/receiver.mjs, bench/sender.mjs).
+// Helpers shared by the benchmark's processes (bench/receiver.mjs, bench/sender.mjs, bench/bus.mjs, ...).
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 
 /** The row configuration the parent passes as the first argument, as JSON. */
 export function readConfig() {
@@ -85,5 +86,17 @@ export function whenParentSays(type) {
       resolve(msg);
     };
     process.on('message', on);
+  });
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
   });
 }
