@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { FramewireError } from '../errors.js';
+import { requestUrl } from '../http.js';
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]', '']);
@@ -139,12 +140,7 @@ export class ViewerGuard {
     if (bearer !== undefined && sameSecret(bearer, token)) return undefined;
     const cookie = this.#cookie(req.headers.cookie);
     if (cookie !== undefined && sameSecret(cookie, this.#cookieValue)) return undefined;
-    let query: string | null = null;
-    try {
-      query = new URL(req.url ?? '/', 'http://viewer').searchParams.get('token');
-    } catch {
-      query = null;
-    }
+    const query = requestUrl(req.url)?.searchParams.get('token') ?? null;
     if (query !== null && sameSecret(query, token)) {
       res?.setHeader(
         'Set-Cookie',

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FramewireError } from '../errors.js';
+import { requestUrl } from '../http.js';
 import { serveCapture } from './capture-page.js';
 import type { FramewireMetrics } from './metrics.js';
 import { CSS, JS, pageCsp } from './viewer-csp.js';
@@ -42,12 +43,16 @@ export interface ViewerRoutes {
 
 /** Answers one HTTP request (GET and HEAD only). */
 export function handleRequest(routes: ViewerRoutes, req: IncomingMessage, res: ServerResponse): void {
-  const url = new URL(req.url ?? '/', 'http://viewer');
-  const path = url.pathname;
+  const url = requestUrl(req.url);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   // A ?token= in the address must not leave in a Referer; nothing here is meant to be framed.
   res.setHeader('Referrer-Policy', 'no-referrer');
   res.setHeader('Content-Security-Policy', "default-src 'none'; base-uri 'none'; frame-ancestors 'none'");
+  if (!url) {
+    res.writeHead(400, { 'Content-Type': 'text/plain' }).end('bad request target\n');
+    return;
+  }
+  const path = url.pathname;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');
     return;
@@ -149,11 +154,12 @@ export function refuseUpgrade(
   full: () => boolean,
   take: () => boolean = () => false,
 ): boolean {
-  const url = new URL(req.url ?? '/', 'http://viewer');
+  const url = requestUrl(req.url);
   const refuse = (status: number, why: string): true => {
     socket.end(`HTTP/1.1 ${status} ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     return true;
   };
+  if (!url) return refuse(400, 'Bad Request');
   if (url.pathname !== '/ws' || closing) return refuse(404, 'Not Found');
   // A page of another site must not read the cameras through the visitor's browser (no CORS for
   // WebSockets): browsers send Origin, and it must name this very host.

@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { type ErrorCode, FramewireError, isErrorCode, toFramewireError } from '../errors.js';
+import { requestUrl } from '../http.js';
 import { HEADER_BYTES, type Limits, MessageType } from '../protocol/constants.js';
 import { Decoder, type DecoderIntake } from '../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
@@ -433,8 +434,9 @@ async function listenWs(
       .end('framewire: this endpoint takes WebSocket senders only\n');
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const reqPath = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path !== '/' && reqPath !== path) return refuseUpgrade(socket, 404, 'Not Found');
+    const target = requestUrl(req.url);
+    if (!target) return refuseUpgrade(socket, 400, 'Bad Request');
+    if (path !== '/' && target.pathname !== path) return refuseUpgrade(socket, 404, 'Not Found');
     if (!sameOrigin(req)) return refuseUpgrade(socket, 403, 'Forbidden');
     acceptor.handleUpgrade(req, socket, head);
   });

@@ -282,6 +282,37 @@ describe('viewer token', () => {
     assert.equal(await upgrade(port, { Host: 'evil.example' }, `/ws?token=${TOKEN}`), 421);
   });
 
+  test('a request target that is no URL (//, //[) is 400, on the viewer and the ws:// listener, which go on serving', async () => {
+    const { viewer } = await rig();
+    const Host = `127.0.0.1:${viewer.port}`;
+    for (const path of ['//', '//[', '//:99999']) {
+      assert.equal((await get(viewer.port, path, { Host })).status, 400, path);
+      assert.equal(await upgrade(viewer.port, { Host }, path), 400, `upgrade to ${path}`);
+    }
+    assert.equal((await get(viewer.port, '/api/streams', { Host })).status, 200, 'still serving');
+    const ws = await createServer({ listen: 'ws://127.0.0.1:0' });
+    closers.push(() => ws.close());
+    const wsHost = `127.0.0.1:${ws.port}`;
+    assert.equal(
+      await upgrade(ws.port, { Host: wsHost, 'Sec-WebSocket-Protocol': 'framewire.v1' }, '//'),
+      400,
+    );
+    assert.equal(
+      await upgrade(ws.port, { Host: wsHost, 'Sec-WebSocket-Protocol': 'framewire.v1' }, '/'),
+      101,
+    );
+  });
+
+  test('with a token, /favicon.ico alone answers without it (204, nothing else opens there)', async () => {
+    const { viewer } = await rig({ token: 'icon-s3cret' });
+    const Host = `127.0.0.1:${viewer.port}`;
+    const icon = await get(viewer.port, '/favicon.ico', { Host });
+    assert.equal(icon.status, 204);
+    assert.equal(icon.body, '');
+    assert.equal(await upgrade(viewer.port, { Host }, '/favicon.ico'), 404, 'no WebSocket at the icon');
+    assert.equal((await get(viewer.port, '/favicon.ico?x=1', { Host })).status, 401, 'the exact path only');
+  });
+
   test('serve --view-token and --view-host reach the viewer', async () => {
     const out = new PassThrough().resume();
     const err = new PassThrough();
