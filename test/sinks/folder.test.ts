@@ -18,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { FramewireError } from '../../src/errors.js';
 import { FolderSink, type FolderSinkOptions } from '../../src/sinks/folder.js';
 import type { ReceivedFrame, ReceivedMessage, StreamInfo } from '../../src/types.js';
+import { indexSeqs } from '../helpers/folders.js';
 import { receivedFrame } from '../helpers/frames.js';
 import { payload } from '../helpers/tmp.js';
 
@@ -604,6 +605,40 @@ describe('FolderSink write failures', () => {
     // The sink keeps working after the failure.
     await sink.frame(frame(1, { name: 'other.jpg' }));
     assert.equal(await sink.resumePoint(streamInfo()), 2);
+    await sink.close();
+  });
+
+  test('after a failed frame, a later one handed in before it is sent again is not recorded (no hole)', async () => {
+    const out = outDir();
+    const sink = await open(out, { onConflict: 'overwrite', writeConcurrency: 4 });
+    await mkdir(join(out, 'cam0', 'blocked.jpg', 'inside'), { recursive: true });
+    const named = (seq: number, name: string) => frame(seq, { name });
+    // As the receiver does: frames 0-2 under way at once; frame 3 comes once frame 0 is acknowledged, here
+    // after frame 1 has already failed.
+    const p0 = sink.frame(named(0, 'a.jpg'));
+    const p1 = sink.frame(named(1, 'blocked.jpg'));
+    const p2 = sink.frame(named(2, 'c.jpg'));
+    p2.catch(() => {});
+    await p0;
+    await assert.rejects(p1, isCode('ERR_WRITE_FAILED'));
+    await assert.rejects(sink.frame(named(3, 'd.jpg')), isCode('ERR_WRITE_FAILED'));
+    await assert.rejects(p2, isCode('ERR_WRITE_FAILED'));
+    assert.equal(await sink.resumePoint(streamInfo()), 1, 'frame 1 is still to be sent');
+    assert.deepEqual(await indexSeqs(join(out, 'cam0')), [0]);
+    // Frame 3 was not even written (frame 2, under way when frame 1 failed, may stay: under overwrite a
+    // file is never removed, it may have replaced one).
+    assert.ok(!(await listing(join(out, 'cam0'))).includes('d.jpg'));
+    // The sender sends frame 1 again (the folder fixed): it and the frames after it are recorded.
+    await rm(join(out, 'cam0', 'blocked.jpg'), { recursive: true });
+    for (const [seq, name] of [
+      [1, 'blocked.jpg'],
+      [2, 'c.jpg'],
+      [3, 'd.jpg'],
+    ] as const) {
+      await sink.frame(named(seq, name));
+    }
+    assert.equal(await sink.resumePoint(streamInfo()), 4);
+    assert.deepEqual(await indexSeqs(join(out, 'cam0')), [0, 1, 2, 3]);
     await sink.close();
   });
 

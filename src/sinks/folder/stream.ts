@@ -16,8 +16,9 @@
  * name, same bytes, recorded by no line) is taken as it is.
  *
  * When a frame fails in stage 1 (a full disk, say), the frames after it that were already under way are not
- * recorded either and their promises reject: a later frame in the index would move the resume point past
- * the failed one, which would then never be sent again.
+ * recorded either and their promises reject, nor are later frames of its epoch handed in before it is sent
+ * again and recorded: a later frame in the index would move the resume point past the failed one, which
+ * would then never be sent again.
  */
 import { linkSync, renameSync, unlinkSync } from 'node:fs';
 import { link, rename } from 'node:fs/promises';
@@ -154,6 +155,11 @@ export class StreamWriter {
   readonly #queue: Entry[] = [];
   #head = 0;
   #gen = 0;
+  /**
+   * The first frame that failed (its epoch and seq), until it or an earlier frame of its epoch is recorded:
+   * a later frame of that epoch handed in meanwhile is not recorded either, so the index never passes over it.
+   */
+  #hole: { epoch: string; seq: number } | undefined;
   #draining = false;
   /** Names taken by frames under way (not yet in the index). */
   readonly #claimed = new Set<string>();
@@ -179,9 +185,11 @@ export class StreamWriter {
   write(f: ReceivedFrame): Promise<void> {
     this.lastUse = monoMs();
     return new Promise<void>((resolve, reject) => {
+      const h = this.#hole;
       const e: Entry = {
         f,
-        gen: this.#gen,
+        // Past a hole (a failed frame not sent again yet): an old generation, never recorded.
+        gen: h !== undefined && f.stream.epoch === h.epoch && f.seq > h.seq ? -1 : this.#gen,
         state: WRITING,
         name: '',
         created: false,
@@ -195,6 +203,12 @@ export class StreamWriter {
   }
 
   async #run(e: Entry): Promise<void> {
+    if (e.gen < this.#gen) {
+      // Not to be recorded (an earlier frame failed): not written either.
+      e.state = READY;
+      this.#drain();
+      return;
+    }
     try {
       const files = await this.files;
       const wait = this.#ctx.slots.acquire();
@@ -380,7 +394,7 @@ export class StreamWriter {
           // FAILED or REFUSED: the frames before it are recorded first.
           if (batch.length > 0) break;
           this.#head++;
-          if (e.state === FAILED) this.#gen++;
+          if (e.state === FAILED) this.#failedAt(e.f);
           e.reject(e.error!);
         }
         if (this.#head === q.length) {
@@ -419,10 +433,12 @@ export class StreamWriter {
         this.#claimed.delete(e.name);
         e.reject(fe);
       }
-      this.#gen++;
+      this.#failedAt(first);
       return;
     }
+    const h = this.#hole;
     for (const e of batch) {
+      if (h !== undefined && e.f.stream.epoch === h.epoch && e.f.seq <= h.seq) this.#hole = undefined;
       this.#claimed.delete(e.name);
       if (this.#recorded) this.#recorded.add(e.name);
       else this.#recordedSince?.push(e.name);
@@ -431,17 +447,31 @@ export class StreamWriter {
     }
   }
 
+  /** Frame `f` failed: the frames under way after it are not recorded, nor those handed in until it is. */
+  #failedAt(f: ReceivedFrame): void {
+    this.#gen++;
+    const h = this.#hole;
+    if (h === undefined || h.epoch !== f.stream.epoch || f.seq < h.seq) {
+      this.#hole = { epoch: f.stream.epoch, seq: f.seq };
+    }
+  }
+
   /** A frame under way when an earlier one failed: its file goes (no line names it) and it is not recorded. */
   #notRecorded(e: Entry): void {
     const { f } = e;
-    if (e.state === READY) {
-      this.#claimed.delete(e.name);
-      if (e.created) {
-        void this.files.then((files) => {
-          const path = join(files.dir, e.name);
-          this.#ctx.track(removeQuietly(path, (err) => this.#report(`cannot remove ${path}`, err, f)));
-        });
-      }
+    if (e.state === READY && !e.created) this.#claimed.delete(e.name);
+    if (e.state === READY && e.created) {
+      // Removed before its name is free again (synchronously: a rare path), so that the frame sent again
+      // under the same name is never the file this removal takes away.
+      void this.files.then((files) => {
+        const path = join(files.dir, e.name);
+        try {
+          unlinkSync(path);
+        } catch (err) {
+          if (errnoOf(err) !== 'ENOENT') this.#report(`cannot remove ${path}`, err, f);
+        }
+        this.#claimed.delete(e.name);
+      });
     }
     e.reject(
       e.state === READY
