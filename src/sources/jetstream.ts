@@ -42,7 +42,7 @@ export interface JetStreamSourceOptions extends BusConnectOptions {
   batch?: number;
   /**
    * Pull request expiry, ms (default 2000, at least 1000): a lost stream or consumer leader is noticed
-   * within it.
+   * within it, and a stop waits for it at most.
    */
   expiresMs?: number;
   /** Idle heartbeat the server sends on a pull, ms (default 1000). */
@@ -205,21 +205,14 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     const batch = o.batch ?? 16;
     const expires = Math.max(1000, o.expiresMs ?? 2000);
     let consumer: Consumer | undefined;
-    // A running pull (consume): the client asks for more before the buffered deliveries run out, so the
-    // next ones are already on their way while these are handled. One fetch at a time waited a round trip
-    // per batch, and on nats-server 2.9 with frames of 123 KB each fetch took about 40 ms: 2.4 s against
-    // 0.4 s per 1,000 frames (docs/benchmarks.md, "Bus"). Each pull request expires after `expires`, so a
-    // lost stream or consumer leader is noticed within it rather than after the client's 30 s default; a
-    // stop ends the pull and gives back what it still brings (nak), so nothing waits for ack_wait.
+    // One pull (fetch) at a time, each ending when full or after `expires`: a stop waits for the pull in
+    // flight and gives back what it brings, so no delivery is left to wait for ack_wait; and a lost stream
+    // or consumer leader is noticed within `expires` rather than after the client's 30 s default.
     for (let attempt = 0; !this.#closed; ) {
       let pull: ConsumerMessages;
       try {
         consumer ??= await js.consumers.get(cfg.stream, this.group);
-        pull = await consumer.consume({
-          max_messages: batch,
-          expires,
-          idle_heartbeat: o.heartbeatMs ?? 1000,
-        });
+        pull = await consumer.fetch({ max_messages: batch, expires, idle_heartbeat: o.heartbeatMs ?? 1000 });
       } catch (err) {
         const e = busError(err, cfg, `cannot consume group "${this.group}"`);
         if (e.code === 'ERR_BUS_REFUSED' || this.#bus.nc.isClosed()) throw e;
@@ -239,9 +232,6 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
           const d = await this.#decode(m);
           if (d) yield d;
         }
-        // The pull ended without a stop (its consumer went away, or the client gave up on it): look the
-        // consumer up again and pull anew.
-        if (!this.#closed) consumer = undefined;
       } catch (err) {
         // Heartbeats missed, a leader lost mid-pull: pull again.
         if (this.#bus.nc.isClosed()) return;
@@ -433,13 +423,11 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   }
 
   /**
-   * Stops pulling: the iteration ends after the delivery in hand; deliveries taken but not handed out are
-   * given back (nak).
+   * Stops pulling: the iteration ends after the delivery in hand and the pull in flight (at most
+   * `expiresMs`); deliveries taken but not handed out are given back (nak).
    */
   stop(): void {
     this.#closed = true;
-    // Ends the running pull; what it already brought is given back (nak) by the iteration.
-    this.#pull?.stop();
   }
 
   /** Stops, then flushes the acknowledgements and closes the connection. */
