@@ -82,8 +82,11 @@ export class OnceFolderSink implements Sink {
   readonly stats: OnceStats = { written: 0, skipped: 0 };
   readonly #logs = new Map<string, SeenLog>();
   #root: string | undefined;
-  /** Frames being written now (stream:epoch:seq): a second delivery of one of them is skipped. */
-  readonly #writing = new Set<string>();
+  /**
+   * Frames being written now (stream:epoch:seq) with their writes: a second delivery of one of them settles
+   * as that write does, so it is acknowledged only if the frame was saved.
+   */
+  readonly #writing = new Map<string, Promise<void>>();
   /** Resolves once the newest frame's check is done and its write started: writes start in order. */
   #gate: Promise<void> = Promise.resolve();
   /** As many frames at once as the folder sink writes (its frameConcurrency). */
@@ -122,19 +125,27 @@ export class OnceFolderSink implements Sink {
     let write: Promise<void>;
     let key: string;
     let log: SeenLog;
+    let underWay: Promise<void> | undefined;
     try {
       await before;
       const stream = checkStreamName(f.stream.name);
       log = await this.#log(`s:${stream}`, () => [stream, 'index.jsonl']);
       key = `${f.stream.epoch}:${f.seq}`;
-      if (this.#writing.has(`${stream}:${key}`) || this.#seen(log, key)) {
+      underWay = this.#writing.get(`${stream}:${key}`);
+      if (underWay === undefined && this.#seen(log, key)) {
         this.stats.skipped++;
         return;
       }
-      this.#writing.add(`${stream}:${key}`);
-      write = this.folder.frame(f);
+      write = underWay ?? this.folder.frame(f);
+      if (!underWay) this.#writing.set(`${stream}:${key}`, write);
     } finally {
       started();
+    }
+    if (underWay) {
+      // Another delivery of this frame is being written: this one is done when (and only if) that one is.
+      await underWay;
+      this.stats.skipped++;
+      return;
     }
     try {
       await write;

@@ -1,9 +1,10 @@
 /** OnceFolderSink taking several frames at once, as `consume` hands them (frameConcurrency). */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { FramewireError } from '../../src/errors.js';
 import { FolderSink } from '../../src/sinks/folder.js';
 import { OnceFolderSink } from '../../src/sinks/once.js';
 import type { ReceivedFrame } from '../../src/types.js';
@@ -43,6 +44,24 @@ test('frames handed over at once are written once each, in order, a second deliv
       (f) => f !== 'index.jsonl' && !f.startsWith('latest'),
     );
     assert.equal(files.length, 40);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a second delivery in flight fails with the first: it is not acknowledged when the frame was not saved', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fw-once-'));
+  try {
+    const once = new OnceFolderSink(await FolderSink.open(dir, { onConflict: 'overwrite' }));
+    // Renaming over a non-empty folder fails (even for root): the write of this frame fails.
+    await mkdir(join(dir, 'cam', 'blocked.jpg', 'inside'), { recursive: true });
+    const f = { ...frame(0), name: 'blocked.jpg' };
+    const first = once.frame(f);
+    const second = once.frame(f);
+    await assert.rejects(first, (e: FramewireError) => e.code === 'ERR_WRITE_FAILED');
+    await assert.rejects(second, (e: FramewireError) => e.code === 'ERR_WRITE_FAILED');
+    assert.deepEqual(once.stats, { written: 0, skipped: 0 });
+    await once.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
