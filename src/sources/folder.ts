@@ -1,6 +1,8 @@
 /**
  * The folder source: frames read from image files on disk, named by folders, glob patterns or file paths.
  */
+
+import { constants as bufferConstants } from 'node:buffer';
 import {
   constants,
   type Dirent,
@@ -352,6 +354,9 @@ export function folderSource(
   return new FolderSource(inputs, options);
 }
 
+/** The largest Buffer this Node makes (4 GiB on Node 20, 64-bit). */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
+
 /**
  * Reads one file whole: open, fstat, read(s), close, as callback calls (one thread-pool round trip each and
  * no promise per step: on tmpfs or a warm cache those round trips are most of the cost of a file).
@@ -379,6 +384,10 @@ function readFrame(
       fstat(fd, (statErr, st) => {
         if (statErr) {
           finish(statErr);
+          return;
+        }
+        if (st.size > MAX_LENGTH) {
+          finish(new RangeError(`it holds ${st.size} bytes, more than one Buffer can (${MAX_LENGTH})`));
           return;
         }
         let data = Buffer.allocUnsafe(st.size);

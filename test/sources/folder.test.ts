@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { constants as bufferConstants } from 'node:buffer';
 import fs from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
@@ -364,6 +365,22 @@ describe('folderSource: errors', () => {
       join(dir, '2.png'),
     );
     assert.deepEqual(seen, ['0.png', '1.png']);
+  });
+
+  it('ERR_SOURCE_READ for a file larger than a Buffer can hold (a sparse file), not a crash', async () => {
+    const dir = await makeDir({ '0.png': 'a' });
+    const big = join(dir, '1.png');
+    await writeFile(big, '');
+    await truncate(big, bufferConstants.MAX_LENGTH + 1);
+    const seen: string[] = [];
+    await rejectsWith(
+      (async () => {
+        for await (const f of await folderSource(dir).open()) seen.push(f.name!);
+      })(),
+      ErrorCode.SOURCE_READ,
+      big,
+    );
+    assert.deepEqual(seen, ['0.png']);
   });
 
   it('ERR_SOURCE_READ for a path that is not a file or a folder', async () => {
