@@ -79,18 +79,20 @@ test('frames go to the thread pool for a while after a slow synchronous write, a
       ['fsync', { fsync: true }],
     ] as const) {
       const sink = await FolderSink.open(join(dir, label), { latest: false, ...options });
-      for (let seq = 0; seq < 5; seq++) await sink.frame(frame(seq, 2000));
-      for (let seq = 0; seq < 5; seq++) {
-        assert.deepEqual(await readFile(join(dir, label, 'cam0', `${seq}.jpg`)), payload(seq, 2000));
+      // Five frames of 2,000 bytes and an empty one (0 bytes is no reason for the synchronous path).
+      const size = (seq: number) => (seq === 5 ? 0 : 2000);
+      for (let seq = 0; seq < 6; seq++) await sink.frame(frame(seq, size(seq)));
+      for (let seq = 0; seq < 6; seq++) {
+        assert.deepEqual(await readFile(join(dir, label, 'cam0', `${seq}.jpg`)), payload(seq, size(seq)));
       }
       counts[label] = sink.writes;
       await sink.close();
     }
     assert.deepEqual(counts, {
-      fast: { sync: 5, pool: 0, slowSync: 0 },
-      slow: { sync: 1, pool: 4, slowSync: 1 },
-      off: { sync: 0, pool: 5, slowSync: 0 },
-      fsync: { sync: 0, pool: 5, slowSync: 0 },
+      fast: { sync: 6, pool: 0, slowSync: 0 },
+      slow: { sync: 1, pool: 5, slowSync: 1 },
+      off: { sync: 0, pool: 6, slowSync: 0 },
+      fsync: { sync: 0, pool: 6, slowSync: 0 },
     });
   } finally {
     await cleanup();

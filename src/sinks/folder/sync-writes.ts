@@ -28,7 +28,8 @@ export class SyncWrites {
 
   /** Whether a frame of `bytes` is written synchronously now; counts the answer. */
   use(bytes: number): boolean {
-    const sync = bytes <= this.#maxBytes && (this.#offUntil === 0 || monoMs() >= this.#offUntil);
+    const sync =
+      this.#maxBytes > 0 && bytes <= this.#maxBytes && (this.#offUntil === 0 || monoMs() >= this.#offUntil);
     if (sync) this.#counts.sync++;
     else this.#counts.pool++;
     return sync;
