@@ -264,7 +264,15 @@ export class FramewireMetrics {
     for (const [stream, last] of this.#last) {
       if (now - last.at < this.#idleSeriesMs) continue;
       this.#last.delete(stream);
-      for (const m of [this.frames, this.bytes, this.missing, this.retransmits, this.latency])
+      for (const m of [
+        this.frames,
+        this.bytes,
+        this.missing,
+        this.retransmits,
+        this.latency,
+        this.clockOffset,
+        this.clockError,
+      ])
         m.remove({ stream });
       this.dropped.remove({ stream, stage: 'receiver' });
       this.dropped.remove({ stream, stage: 'viewer' });

@@ -61,7 +61,7 @@ test('5,000 stream names through one receiver: open descriptors and memory stay 
     await new Promise((r) => setTimeout(r, 2 * idleMs));
   };
   const series = async () =>
-    ((await metrics.metrics()).match(/^framewire_frames_received_total\{/gm) ?? []).length;
+    ((await metrics.metrics()).match(/^framewire_\w+\{[^}]*stream="/gm) ?? []).length;
   try {
     await drive(0, 1000);
     await settle();

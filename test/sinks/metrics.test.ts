@@ -183,3 +183,31 @@ test("the viewer's /metrics: its own registry, viewers connected by protocol", a
     await other.close();
   }
 });
+
+test("an idle stream's series all go, its clock gauges too", async () => {
+  const server = {};
+  const metrics = new FramewireMetrics({ accept: (s) => s === server, idleSeriesMs: 100 });
+  const stream = { name: 'idle', kind: 'visible', mode: 'reliable', epoch: 'e1', sender: 'test' } as const;
+  const perStream = async () =>
+    ((await metrics.metrics()).match(/^framewire_\w+\{[^}]*stream="idle"/gm) ?? []).length;
+  try {
+    // As the receiver publishes a stored frame (with the clock correction of serve --sync).
+    diagnostics_channel.channel(DIAGNOSTICS_CHANNELS.frame).publish({
+      server,
+      frame: {
+        ...{ stream, seq: 0, captureUs: 1, receivedUs: 2, data: payload(0, 10) },
+        clockOffsetUs: 5,
+        clockErrorUs: 1,
+      },
+    });
+    const text = await metrics.metrics();
+    assert.equal(metric(text, 'framewire_clock_offset_seconds{stream="idle"}'), 5e-6);
+    assert.ok((await perStream()) > 2);
+    for (const until = Date.now() + 10_000; (await perStream()) > 0; ) {
+      assert.ok(Date.now() < until, 'the idle series removed within 10 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    metrics.close();
+  }
+});
