@@ -13,6 +13,7 @@ import { JetStreamSink } from '../sinks/jetstream.js';
 import { SyncSink } from '../sinks/sync.js';
 import { createViewer, parseHostPort, type ViewerSink } from '../sinks/viewer.js';
 import { parseSyncStreams } from '../sync/frames.js';
+import { given, schemeOf } from './applicability.js';
 import {
   abortPromise,
   type CommandContext,
@@ -26,6 +27,7 @@ import {
 import { checkServeOptions, DEFAULT_LISTEN } from './serve-options.js';
 import { udpListenOptions } from './udp-options.js';
 import {
+  numberOption,
   parseMaxFrameBytes,
   parseMaxMessageBytes,
   parseMaxMetaBytes,
@@ -151,20 +153,13 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       } catch (err) {
         return ctx.setExit(reportError(err, ctx.stderr));
       }
-      ctx.setExit(await serveCommand(opts, ctx));
+      ctx.setExit(await serveCommand({ ...opts, syncWriteMaxGiven: given(cmd, 'syncWriteMax') }, ctx));
     });
 }
 
 const parseSyncWriteMax = sizeOption('--sync-write-max', { min: 0, max: 2 ** 32, integer: true });
 
-/** Parses --write-concurrency (a usage error unless an integer from 1 to 1024). */
-function parseConcurrency(v: string): number {
-  const n = Number(v);
-  if (!(Number.isInteger(n) && n >= 1 && n <= 1024)) {
-    throw new InvalidArgumentError('must be an integer from 1 to 1024');
-  }
-  return n;
-}
+const parseConcurrency = numberOption('--write-concurrency', { min: 1, max: 1024, integer: true });
 
 /** Parses --view HOST:PORT for commander (a bad value is a usage error). */
 export function viewAddress(v: string): { host: string; port: number } {
@@ -188,6 +183,8 @@ async function serveCommand(
     fsync?: boolean;
     writeConcurrency: number;
     syncWriteMax: number;
+    /** --sync-write-max was given (else an izmq:// endpoint raises the default). */
+    syncWriteMaxGiven?: boolean;
     onConflict: OnConflict;
     verifyCrc: boolean;
     token?: string;
@@ -253,8 +250,7 @@ async function serveCommand(
           // An ImageZMQ REQ sender waits for each frame to be saved: its latency is the throughput, so
           // frames up to 4 MiB are written synchronously unless --sync-write-max says otherwise.
           syncWriteMaxBytes:
-            opts.syncWriteMax === DEFAULT_SYNC_WRITE_MAX_BYTES &&
-            (opts.listen ?? []).some((l) => /^izmq:\/\//i.test(l.trim()))
+            !opts.syncWriteMaxGiven && (opts.listen ?? []).some((l) => schemeOf(l) === 'izmq')
               ? 4 * 1024 * 1024
               : opts.syncWriteMax,
         }),

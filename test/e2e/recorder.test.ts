@@ -244,8 +244,8 @@ test('runs of several senders into one stream never overwrite a saved file; --on
 test('serve refuses a bad --write-concurrency, --on-conflict or --sync-write-max as a usage error (exit 2)', async () => {
   const out = join(root, 'bad-options');
   for (const [opt, value, says] of [
-    ['--write-concurrency', '0', /--write-concurrency.*must be an integer from 1 to 1024/],
-    ['--write-concurrency', '2.5', /must be an integer from 1 to 1024/],
+    ['--write-concurrency', '0', /--write-concurrency must be an integer 1\.\.1024, got "0"/],
+    ['--write-concurrency', '2.5', /--write-concurrency must be an integer 1\.\.1024, got "2\.5"/],
     ['--on-conflict', 'replace', /--on-conflict.*replace.*keep-both, refuse, overwrite/],
     ['--sync-write-max', 'lots', /--sync-write-max: "lots" is not a size/],
   ] as const) {
