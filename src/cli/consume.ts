@@ -11,7 +11,7 @@ import { JetStreamSource, parseStartFrom, type StartFrom } from '../sources/jets
 import { checkApplicable, factsOf } from './applicability.js';
 import { type CommandContext, collect, line, reportError } from './common.js';
 import { busTls, viewAddress } from './serve.js';
-import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
+import { viewGuard, viewHostOption, viewTokenOption, viewTokenTyped } from './view-options.js';
 
 function option<T>(parse: (v: string) => T) {
   return (v: string): T => {
@@ -85,7 +85,7 @@ export function registerConsume(program: Command, ctx: CommandContext): void {
       } catch (err) {
         return ctx.setExit(reportError(err, ctx.stderr));
       }
-      ctx.setExit(await consumeCommand(url, opts, ctx));
+      ctx.setExit(await consumeCommand(url, { ...opts, viewTokenTyped: viewTokenTyped(cmd) }, ctx));
     });
 }
 
@@ -100,6 +100,7 @@ async function consumeCommand(
     view?: { host: string; port: number };
     viewHost?: string[];
     viewToken?: string;
+    viewTokenTyped?: boolean;
     foxglove?: { host: string; port: number };
     ackWait: number;
     busCa?: string;

@@ -36,7 +36,7 @@ import {
   parseTolerance,
   sizeOption,
 } from './values.js';
-import { viewGuard, viewHostOption, viewTokenOption } from './view-options.js';
+import { viewGuard, viewHostOption, viewTokenOption, viewTokenTyped } from './view-options.js';
 
 /** Adds `framewire serve` to the program. */
 export function registerServe(program: Command, ctx: CommandContext): void {
@@ -153,7 +153,12 @@ export function registerServe(program: Command, ctx: CommandContext): void {
       } catch (err) {
         return ctx.setExit(reportError(err, ctx.stderr));
       }
-      ctx.setExit(await serveCommand({ ...opts, syncWriteMaxGiven: given(cmd, 'syncWriteMax') }, ctx));
+      ctx.setExit(
+        await serveCommand(
+          { ...opts, syncWriteMaxGiven: given(cmd, 'syncWriteMax'), viewTokenTyped: viewTokenTyped(cmd) },
+          ctx,
+        ),
+      );
     });
 }
 
@@ -183,6 +188,7 @@ async function serveCommand(
     fsync?: boolean;
     writeConcurrency: number;
     syncWriteMax: number;
+    viewTokenTyped?: boolean;
     /** --sync-write-max was given (else an izmq:// endpoint raises the default). */
     syncWriteMaxGiven?: boolean;
     onConflict: OnConflict;

@@ -2,7 +2,7 @@
  * `--view-host` and `--view-token`: the viewer's Host allow-list and token, for every command that starts
  * a viewer (serve, consume, demo). Checked by the viewer itself (src/sinks/viewer-guard.ts).
  */
-import { InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { FramewireError } from '../errors.js';
 import { checkAllowedHost } from '../sinks/viewer-guard.js';
 import { collect } from './common.js';
@@ -11,6 +11,8 @@ import { collect } from './common.js';
 export interface ViewGuardFlags {
   viewHost?: string[];
   viewToken?: string;
+  /** --view-token was typed on the command line (FRAMEWIRE_VIEW_TOKEN alone is no flag). */
+  viewTokenTyped?: boolean;
 }
 
 /** `--view-host NAME` (repeatable). */
@@ -36,14 +38,18 @@ export function viewTokenOption(): Option {
   ).env('FRAMEWIRE_VIEW_TOKEN');
 }
 
+/** Whether `cmd` got --view-token on its command line. */
+export function viewTokenTyped(cmd: Command): boolean {
+  return cmd.getOptionValueSource('viewToken') === 'cli';
+}
+
 /** The ViewerOptions fields of the flags; a flag given without a viewer is a usage error. */
 export function viewGuard(
   flags: ViewGuardFlags,
   hasViewer: boolean,
 ): { allowedHosts?: string[]; token?: string } {
   // FRAMEWIRE_VIEW_TOKEN in the environment is no flag: a command without a viewer ignores it.
-  const tokenFlag = flags.viewToken !== undefined && flags.viewToken !== process.env.FRAMEWIRE_VIEW_TOKEN;
-  if (!hasViewer && (flags.viewHost || tokenFlag)) {
+  if (!hasViewer && (flags.viewHost || flags.viewTokenTyped)) {
     throw new FramewireError('ERR_BAD_OPTION', '--view-host and --view-token need --view', {
       hint: 'add --view HOST:PORT, or leave them out',
     });

@@ -226,6 +226,22 @@ describe('Host allow-list', () => {
       2,
     );
     assert.match(e4.text(), /need --view/);
+    // Typed, it needs --view even when FRAMEWIRE_VIEW_TOKEN holds the same value; the variable alone is ignored.
+    process.env.FRAMEWIRE_VIEW_TOKEN = 'same';
+    try {
+      const e5 = err();
+      assert.equal(
+        await run(['consume', 'nats://127.0.0.1:1', '--view-token', 'same'], { stdout: out, stderr: e5.s }),
+        2,
+      );
+      assert.match(e5.text(), /need --view/);
+      const e6 = err();
+      const code = await run(['consume', 'nats://127.0.0.1:1', '--quiet'], { stdout: out, stderr: e6.s });
+      assert.doesNotMatch(e6.text(), /need --view/);
+      assert.notEqual(code, 0, 'no bus there');
+    } finally {
+      delete process.env.FRAMEWIRE_VIEW_TOKEN;
+    }
   });
 });
 
