@@ -77,6 +77,14 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 const ALL_CODES = new Set<string>(Object.values(ErrorCode));
 
+/**
+ * True for the codes a sink answers a frame it will never take, whatever the retries (an unsafe name, a name
+ * taken under --on-conflict refuse): the frame is refused, not left to be sent again.
+ */
+export function isRefusal(code: string): boolean {
+  return code === ErrorCode.UNSAFE_NAME || code === ErrorCode.NAME_TAKEN;
+}
+
 /** True when `code` is one of framewire's own error codes. */
 export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && ALL_CODES.has(code);

@@ -125,3 +125,17 @@ export interface ReceiverInfo {
   /** Senders connected right now. */
   readonly connections: number;
 }
+
+/**
+ * How many frames of a stream to hand `sinks` at once: the smallest `frameConcurrency` of those with
+ * `frame()` (1 where not given, or not a number of 1 or more), at most `cap`.
+ */
+export function framesAtOnce(sinks: readonly Sink[], cap: number): number {
+  let n = cap;
+  for (const s of sinks) {
+    if (!s.frame) continue;
+    const c = s.frameConcurrency ?? 1;
+    n = Math.min(n, c >= 1 ? Math.floor(c) : 1);
+  }
+  return Math.max(1, n);
+}

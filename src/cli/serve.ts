@@ -1,6 +1,7 @@
 /** `framewire serve`: receive frames and messages. */
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { isRefusal } from '../errors.js';
 import { createServer, FramewireError, type FramewireServer, VERSION, webSocketSenders } from '../index.js';
 import {
   DEFAULT_SYNC_WRITE_MAX_BYTES,
@@ -311,11 +312,7 @@ async function serveCommand(
       ),
     );
     server.on('frame', (f) => counts.set(f.stream.name, (counts.get(f.stream.name) ?? 0) + 1));
-    server.on('frame-error', (e) =>
-      log(
-        `${e.code === 'ERR_UNSAFE_NAME' || e.code === 'ERR_NAME_TAKEN' ? 'refused' : 'dropped'}: ${e.message}`,
-      ),
-    );
+    server.on('frame-error', (e) => log(`${isRefusal(e.code) ? 'refused' : 'dropped'}: ${e.message}`));
     server.on('warning', (e) => log(`warning: ${e.message}`));
     server.on('message', (m) => {
       line(

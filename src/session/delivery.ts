@@ -6,7 +6,7 @@
  */
 
 import { channels } from '../diagnostics.js';
-import { type ErrorCode, FramewireError, toFramewireError } from '../errors.js';
+import { type ErrorCode, FramewireError, isRefusal, toFramewireError } from '../errors.js';
 import { checkFileName } from '../names.js';
 import { Flags, MESSAGE_CHANNEL, MessageType } from '../protocol/constants.js';
 import {
@@ -181,7 +181,7 @@ export abstract class SessionDelivery implements RecordOwner {
             await head.stored;
           } catch (err) {
             const e = toFramewireError(err, 'ERR_WRITE_FAILED', `storing frame ${f.seq} of "${s.info.name}"`);
-            if (e.code !== 'ERR_UNSAFE_NAME' && e.code !== 'ERR_NAME_TAKEN') {
+            if (!isRefusal(e.code)) {
               // Not stored: leave it unacknowledged, tell the sender, and let it resend after reconnecting.
               // The frames started after it are not acknowledged either; wait for them before going idle.
               s.next = f.seq;

@@ -18,13 +18,14 @@ import { PartialBudget } from '../protocol/decoder.js';
 import { encodeControl, type StreamDecl } from '../protocol/messages.js';
 import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.js';
 import type { Connection, Listener, TlsServerOptions } from '../transports/types.js';
-import type {
-  ConnectionInfo,
-  ReceivedFrame,
-  ReceivedMessage,
-  ReceiverInfo,
-  Sink,
-  StreamInfo,
+import {
+  type ConnectionInfo,
+  framesAtOnce,
+  type ReceivedFrame,
+  type ReceivedMessage,
+  type ReceiverInfo,
+  type Sink,
+  type StreamInfo,
 } from '../types.js';
 import { checkToken } from './auth.js';
 import type { ServerEvents } from './host.js';
@@ -136,10 +137,7 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
     if (this.endpoints.length === 0)
       throw new FramewireError('ERR_BAD_OPTION', 'listen needs at least one endpoint');
     this.sinks = options.sinks ?? [];
-    this.frameDepth = Math.max(
-      1,
-      Math.min(...this.sinks.filter((k) => k.frame).map((k) => k.frameConcurrency ?? 1), 1024),
-    );
+    this.frameDepth = framesAtOnce(this.sinks, 1024);
     this.extraEndpoints = options.endpoints ?? {};
     this.options = {
       limits: { ...DEFAULT_LIMITS, ...options.limits },

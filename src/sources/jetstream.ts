@@ -16,8 +16,8 @@ import {
 } from '../bus/connect.js';
 import { nats } from '../bus/nats.js';
 import { parseDuration, subjectToken } from '../bus/url.js';
-import { ErrorCode, FramewireError, toFramewireError } from '../errors.js';
-import type { ReceivedFrame, ReceivedMessage, Sink } from '../types.js';
+import { ErrorCode, FramewireError, isRefusal, toFramewireError } from '../errors.js';
+import { framesAtOnce, type ReceivedFrame, type ReceivedMessage, type Sink } from '../types.js';
 
 /** Where a new group starts: the first frame kept, only frames published from now on, or a point in time. */
 export type StartFrom = 'first' | 'new' | Date;
@@ -355,9 +355,12 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   #onWarning: ((err: FramewireError) => void) | undefined;
 
   /**
-   * Hands every delivery to `sinks` in order and acknowledges it once all of them resolved. A sink that
-   * rejects leaves the delivery to JetStream (nak: delivered again, possibly to another worker), except for
-   * ERR_UNSAFE_NAME, which no retry can cure (term). Resolves when the source is closed (or `signal` aborts).
+   * Hands every delivery to `sinks` (each sink in turn) and acknowledges it once all of them resolved. Frames
+   * are handed over as many at once as the sinks take (their smallest `frameConcurrency`), in the order
+   * they came; a JSON message waits for the frames under way and is handled alone. A sink that rejects
+   * leaves the delivery to JetStream (nak: delivered again, possibly to another worker), except for
+   * ERR_UNSAFE_NAME or ERR_NAME_TAKEN, which no retry can cure (term). Resolves when the source is closed
+   * (or `signal` aborts).
    */
   async deliverTo(
     sinks: Sink[],
@@ -378,10 +381,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     if (opts.signal?.aborted) return stats;
     // Deliveries handled side by side: as many as the sinks take at once (the smallest frameConcurrency of
     // those with frame(), 1 when none says). Each is acknowledged on its own once its sinks resolved.
-    const width = Math.max(
-      1,
-      Math.min(...sinks.filter((s) => s.frame).map((s) => s.frameConcurrency ?? 1), Number.MAX_SAFE_INTEGER),
-    );
+    const width = framesAtOnce(sinks, 1024);
     const inFlight = new Set<Promise<void>>();
     const handle = async (d: BusDelivery): Promise<void> => {
       try {
@@ -393,7 +393,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
       } catch (err) {
         const e = toFramewireError(err, ErrorCode.WRITE_FAILED, `bus message ${d.busSeq}`);
         stats.failed++;
-        if (e.code === 'ERR_UNSAFE_NAME') d.term();
+        if (isRefusal(e.code)) d.term();
         else d.nak(1000);
         opts.onError?.(e);
         return;
@@ -410,6 +410,8 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     try {
       for await (const d of this) {
         if (d.deliveryCount > 1) stats.redelivered++;
+        // frameConcurrency speaks of frames: a JSON message waits for what is under way, and is handled alone.
+        if (d.type === 'message' && inFlight.size > 0) await Promise.all(inFlight);
         const p = handle(d);
         inFlight.add(p);
         void p.finally(() => inFlight.delete(p));

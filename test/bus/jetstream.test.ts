@@ -17,12 +17,13 @@ import {
   connect,
   createServer,
   FolderSink,
-  type FramewireError,
+  FramewireError,
   JetStreamSink,
   JetStreamSource,
   OnceFolderSink,
   parseBusUrl,
   parseStartFrom,
+  type Sink,
 } from '../../src/index.js';
 import { selfSignedCert } from '../helpers/certs.js';
 import { capture } from '../helpers/cli.js';
@@ -224,6 +225,33 @@ test('a frame published twice is stored once (Nats-Msg-Id), and a folder writes 
     (await readdir(join(out, 'cam1'))).filter((n) => n !== 'index.jsonl' && n !== 'latest.jpg'),
     ['e1-000000007.jpg'],
   );
+});
+
+test('a sink that refuses a delivered frame for good (ERR_NAME_TAKEN) ends it (term): it does not come back', {
+  skip,
+}, async () => {
+  const url = `${nats!.url}?stream=T8&prefix=t8`;
+  const bus = await JetStreamSink.open({ url });
+  await bus.frame(receivedFrame(1, { stream: streamInfo('cam8') }));
+  await bus.close();
+  const refusing: Sink = {
+    frame: async (f) => {
+      throw new FramewireError('ERR_NAME_TAKEN', `frame ${f.seq} is refused`);
+    },
+  };
+  const errors: string[] = [];
+  const src = await JetStreamSource.open({ url, group: 'g8', ackWaitMs: 1000 });
+  const ac = new AbortController();
+  const done = src.deliverTo([refusing], { signal: ac.signal, onError: (e) => errors.push(e.code) });
+  await waitFor(() => errors.length > 0, 20_000, 'the refusal');
+  // A nak would bring it back within a second (nak delay and ack_wait are 1 s here); term does not.
+  await new Promise((r) => setTimeout(r, 2500));
+  ac.abort();
+  const stats = await done;
+  await src.close();
+  assert.deepEqual(errors, ['ERR_NAME_TAKEN']);
+  assert.equal(stats.failed, 1);
+  assert.equal(stats.redelivered, 0);
 });
 
 test('consume --stream filters, and two workers of one group share the frames', { skip }, async () => {
