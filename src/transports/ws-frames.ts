@@ -50,8 +50,8 @@ function nextKey(into: Buffer, at: number): void {
 
 /** Buffers larger than this are not kept for reuse (they are rare, and would pin memory). */
 const POOL_MAX_BUFFER = 16 * 1024 * 1024;
-/** At most this many bytes of idle buffers are kept. */
-const POOL_MAX_BYTES = 64 * 1024 * 1024;
+/** At most this many bytes of idle buffers are kept, in all. */
+const POOL_MAX_BYTES = 16 * 1024 * 1024;
 /** Messages up to this size are not pooled here. */
 const SMALL_MESSAGE = 16 * 1024;
 /** Sizes are rounded up to this, so frames of slightly different sizes share buffers. */
@@ -62,11 +62,13 @@ function headerBytes(length: number): number {
   return length < 126 ? 6 : length < 65536 ? 8 : 14;
 }
 
+/** Idle buffers, shared by every writer of the process (one bound for all connections). */
+const free: Buffer[] = [];
+let freeBytes = 0;
+
 /** Writes masked binary WebSocket frames (a client's) to one socket, from a pool of reused buffers. */
 export class MaskedFrameWriter {
   private readonly socket: Socket;
-  private readonly free: Buffer[] = [];
-  private freeBytes = 0;
   private readonly mask = maskFn();
   private readonly rotated = Buffer.alloc(4);
 
@@ -116,15 +118,15 @@ export class MaskedFrameWriter {
     // Small messages (controls, small frames) come from Node's own shared pool.
     if (size <= SMALL_MESSAGE) return Buffer.allocUnsafe(size);
     let best = -1;
-    for (let i = 0; i < this.free.length; i++) {
-      const b = this.free[i]!;
-      if (b.length >= size && (best < 0 || b.length < this.free[best]!.length)) best = i;
+    for (let i = 0; i < free.length; i++) {
+      const b = free[i]!;
+      if (b.length >= size && (best < 0 || b.length < free[best]!.length)) best = i;
     }
     if (best >= 0) {
-      const b = this.free[best]!;
-      this.free[best] = this.free[this.free.length - 1]!;
-      this.free.pop();
-      this.freeBytes -= b.length;
+      const b = free[best]!;
+      free[best] = free[free.length - 1]!;
+      free.pop();
+      freeBytes -= b.length;
       return b;
     }
     if (size > POOL_MAX_BUFFER) return Buffer.allocUnsafeSlow(size);
@@ -133,8 +135,8 @@ export class MaskedFrameWriter {
 
   private give(buf: Buffer): void {
     if (buf.length <= SMALL_MESSAGE) return;
-    if (buf.length > POOL_MAX_BUFFER || this.freeBytes + buf.length > POOL_MAX_BYTES) return;
-    this.free.push(buf);
-    this.freeBytes += buf.length;
+    if (buf.length > POOL_MAX_BUFFER || freeBytes + buf.length > POOL_MAX_BYTES) return;
+    free.push(buf);
+    freeBytes += buf.length;
   }
 }
