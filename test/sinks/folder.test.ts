@@ -314,6 +314,42 @@ describe('FolderSink names taken', () => {
     assert.equal(await readFile(join(out, 'cam0', 'a.jpg'), 'utf8'), 'one');
   });
 
+  test('keep-both gives up with ERR_NAME_TAKEN past 100 alternatives, or when none fits in 255 bytes', async () => {
+    const out = outDir();
+    const sink = await open(out);
+    await sink.frame(frame(0, { name: 'first.jpg' }));
+    const dir = join(out, 'cam0');
+    await writeFile(join(dir, 'shot.jpg'), 'other');
+    for (let i = 1; i <= 100; i++)
+      await writeFile(join(dir, `shot~e1${i === 1 ? '' : `-${i}`}.jpg`), 'other');
+    await assert.rejects(
+      sink.frame(frame(1, { name: 'shot.jpg', data: Buffer.from('mine') })),
+      (err: unknown) => {
+        isCode('ERR_NAME_TAKEN')(err);
+        assert.match((err as Error).message, /100 alternatives/);
+        return true;
+      },
+    );
+    // An extension of 253 bytes: "a.xxx…" is a valid name, but no "a~e1.xxx…" fits.
+    const long = `a.${'x'.repeat(253)}`;
+    await writeFile(join(dir, long), 'other');
+    await assert.rejects(sink.frame(frame(1, { name: long, data: Buffer.from('mine') })), (err: unknown) => {
+      isCode('ERR_NAME_TAKEN')(err);
+      assert.match((err as Error).message, /255 bytes/);
+      return true;
+    });
+    // A long name of 4-byte characters is shortened a whole character at a time.
+    const emoji = `ab${'\u{1F600}'.repeat(62)}.jpg`; // 254 bytes
+    await writeFile(join(dir, emoji), 'other');
+    await sink.frame(frame(1, { name: emoji, data: Buffer.from('mine') }));
+    await sink.close();
+    const lines = (await readFile(join(dir, 'index.jsonl'), 'utf8')).trim().split('\n');
+    const saved = (JSON.parse(lines.at(-1)!) as { name: string }).name;
+    assert.match(saved, /^ab(\u{1F600}){61}~e1\.jpg$/u);
+    assert.ok(Buffer.byteLength(saved) <= 255);
+    assert.equal(await readFile(join(dir, saved), 'utf8'), 'mine');
+  });
+
   test('bad options are refused with ERR_BAD_OPTION', () => {
     for (const bad of [
       { writeConcurrency: 0 },

@@ -53,15 +53,16 @@ export function firstName(f: ReceivedFrame): string {
 /**
  * The i-th alternative (i >= 1) to a taken name, for `--on-conflict keep-both`: `photo.jpg` becomes
  * `photo~<epoch>.jpg`, then `photo~<epoch>-2.jpg`, `photo~<epoch>-3.jpg`, … The extension is kept so that the
- * file still opens as what it is.
+ * file still opens as what it is. Undefined when no such name fits in 255 bytes (a very long extension).
  */
-export function alternativeName(name: string, epoch: string, i: number): string {
-  const ext = extname(name);
+export function alternativeName(name: string, epoch: string, i: number): string | undefined {
   // A name like "archive.tar.gz" keeps only ".gz"; good enough, and a name without a dot keeps all of it.
-  const stem = ext === '' || ext === name ? name : name.slice(0, -ext.length);
-  const tail = `~${epochTag(epoch)}${i === 1 ? '' : `-${i}`}${ext === name ? '' : ext}`;
-  let head = stem;
-  // Stay within the 255-byte limit of file names by shortening the stem, never the part that tells runs apart.
-  while (head.length > 1 && Buffer.byteLength(head + tail, 'utf8') > 255) head = head.slice(0, -1);
-  return head + tail;
+  const ext = extname(name);
+  const tail = `~${epochTag(epoch)}${i === 1 ? '' : `-${i}`}${ext}`;
+  // Stay within the 255-byte limit of file names by shortening the stem, never the part that tells runs
+  // apart, a whole character at a time (never half of a surrogate pair).
+  const head = Array.from(name.slice(0, name.length - ext.length));
+  let bytes = Buffer.byteLength(head.join('') + tail, 'utf8');
+  while (head.length > 1 && bytes > 255) bytes -= Buffer.byteLength(head.pop()!, 'utf8');
+  return bytes <= 255 ? head.join('') + tail : undefined;
 }

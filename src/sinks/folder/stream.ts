@@ -297,9 +297,12 @@ export class StreamWriter {
     }
     let crc: number | undefined;
     for (let i = 0; i <= MAX_ALTERNATIVES; i++) {
-      const name = i === 0 ? first : alternativeName(first, f.stream.epoch, i);
       if (i === 1 && this.#ctx.onConflict === 'refuse') {
         throw nameTaken(f, first, 'is taken by another frame (--on-conflict refuse)');
+      }
+      const name = i === 0 ? first : alternativeName(first, f.stream.epoch, i);
+      if (name === undefined) {
+        throw nameTaken(f, first, 'is taken, and no name to keep both fits in 255 bytes');
       }
       if (this.#claimed.has(name)) continue;
       // Claimed before the first await, so that two frames under way never both take one name.
