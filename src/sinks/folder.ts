@@ -273,7 +273,9 @@ export class FolderSink implements Sink {
   }
 
   #startSweeper(): void {
-    this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(10, this.#idleCloseMs / 2)).unref();
+    // Timers take at most 2^31-1 ms (about 24.8 days); a longer idleCloseMs sweeps that often.
+    const every = Math.min(2 ** 31 - 1, Math.max(10, this.#idleCloseMs / 2));
+    this.#sweeper ??= setInterval(() => this.#sweep(), every).unref();
   }
 
   /** Closes the files of streams idle for idleCloseMs and forgets them (their next frame opens them again). */

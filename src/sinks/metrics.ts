@@ -214,7 +214,9 @@ export class FramewireMetrics {
         this.missing.inc({ stream }, frame.seq - last.seq - 1);
       }
       this.#last.set(stream, { epoch: frame.stream.epoch, seq: frame.seq, at: monoMs() });
-      this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(10, this.#idleSeriesMs / 2)).unref();
+      // Timers take at most 2^31-1 ms; a longer idleSeriesMs sweeps that often.
+      const every = Math.min(2 ** 31 - 1, Math.max(10, this.#idleSeriesMs / 2));
+      this.#sweeper ??= setInterval(() => this.#sweep(), every).unref();
     });
     this.#on<MessageEvent>(CHANNELS.message, () => this.messages.inc());
     this.#on<DropEvent>(CHANNELS.drop, ({ stream }) => {

@@ -350,6 +350,21 @@ describe('FolderSink names taken', () => {
     assert.equal(await readFile(join(dir, saved), 'utf8'), 'mine');
   });
 
+  test('an idleCloseMs longer than a timer can wait (2^31 ms) sweeps at that bound, without a timer overflow', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const sink = await open(outDir(), { idleCloseMs: 1e10 });
+      await sink.frame(frame(0));
+      await sink.close();
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok(!warnings.includes('TimeoutOverflowWarning'), warnings.join(', '));
+  });
+
   test('bad options are refused with ERR_BAD_OPTION', () => {
     for (const bad of [
       { writeConcurrency: 0 },
