@@ -17,7 +17,7 @@ export const BOTTOM = new Set([
   'diagnostics.ts',
   'jpeg.ts',
   'version.ts',
-  'http.ts',
+  'urls.ts',
   // The wire's constants (content types, kinds, limits): data only, shared by every layer.
   'protocol/constants.ts',
 ]);

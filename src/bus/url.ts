@@ -5,6 +5,9 @@
  */
 import { FramewireError } from '../errors.js';
 import { parseByteSize } from '../sizes.js';
+import { redact } from '../urls.js';
+
+export { redact };
 
 /** What a bus URL says, ready for the NATS client and the stream configuration. */
 export interface BusConfig {
@@ -62,14 +65,6 @@ export function parseDuration(text: string, what: string): number {
     });
   }
   return Math.round(Number(m[1]) * (TIME_UNITS[(m[2] ?? 's').toLowerCase()] ?? 1000));
-}
-
-/** The URL with its password or token replaced by `***`. */
-export function redact(url: string): string {
-  return url.replace(/^([a-z]+:\/\/)([^@/]*)@/i, (_m, scheme: string, cred: string) => {
-    const i = cred.indexOf(':');
-    return `${scheme}${i === -1 ? '***' : `${cred.slice(0, i)}:***`}@`;
-  });
 }
 
 /** Parses a bus URL. Throws ERR_BAD_URL (shape, unknown option) or ERR_BAD_OPTION (a bad value). */

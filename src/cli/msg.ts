@@ -1,6 +1,7 @@
 /** `framewire msg`: send JSON messages. */
 import { type Command, Option } from 'commander';
 import { connect, FramewireError } from '../index.js';
+import { redact } from '../urls.js';
 import { checkApplicable, factsOf, schemeOf } from './applicability.js';
 import {
   type CommandContext,
@@ -98,7 +99,7 @@ async function msgCommand(
       );
     }
     await client.close();
-    if (!opts.quiet) line(io.stderr, `sent ${n} message${n === 1 ? '' : 's'} to ${opts.to}`);
+    if (!opts.quiet) line(io.stderr, `sent ${n} message${n === 1 ? '' : 's'} to ${redact(opts.to)}`);
     return EXIT.OK;
   } catch (err) {
     client?.destroy();

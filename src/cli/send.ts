@@ -21,6 +21,7 @@ import {
 } from '../sources/ffmpeg.js';
 import { folderSource } from '../sources/folder.js';
 import { readTimesFile } from '../sources/times.js';
+import { redact } from '../urls.js';
 import { schemeOf } from './applicability.js';
 import {
   type CommandContext,
@@ -279,7 +280,7 @@ async function sendCommand(
       log(`connection lost (${error.detail}); retry ${attempt} in ${delayMs} ms`),
     );
     c.on('connected', ({ reconnect }) => {
-      if (reconnect) log(`reconnected to ${opts.to}; resending unacknowledged frames`);
+      if (reconnect) log(`reconnected to ${redact(opts.to)}; resending unacknowledged frames`);
     });
     const refused: FramewireError[] = [];
     c.on('frame-error', (e) => {
@@ -311,7 +312,7 @@ async function sendCommand(
       mode === 'live' && schemeOf(opts.to) === 'udp'
         ? `, frames not delivered within ${opts.latency ?? udpLatencyMs(opts.to)} ms are dropped`
         : '';
-    log(`sending ${what} to ${opts.to} as stream ${streamName} (${mode}${budget})`);
+    log(`sending ${what} to ${redact(opts.to)} as stream ${streamName} (${mode}${budget})`);
     // The status line replaces the progress display; the summary is printed either way.
     const showProgress = opts.progress && !opts.quiet && !opts.stats;
     progress = showProgress ? new Progress({ total, stream: io.stderr, label: streamName }) : undefined;

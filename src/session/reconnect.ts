@@ -15,6 +15,7 @@ import {
 import { backoffMs, monoMs } from '../time.js';
 import { transportFor } from '../transports/index.js';
 import type { Connection } from '../transports/types.js';
+import { redact } from '../urls.js';
 import { newNonce } from './auth.js';
 import type { ClientStream } from './client-stream.js';
 import { CLOCK_VERSION, ClockSync } from './clock.js';
@@ -42,6 +43,11 @@ const FINAL_CODES = new Set<string>([
 
 /** The connection layer of FramewireClient (client.ts), over its window. */
 export abstract class ClientLink extends ClientWindow {
+  /** The receiver's URL as messages show it (a ?token= or a password replaced by ***). */
+  protected get shownUrl(): string {
+    return redact(this.url.href);
+  }
+
   private connecting: Promise<void> | undefined;
   private keepalive: NodeJS.Timeout | undefined;
   private lastHeard = 0;
@@ -107,7 +113,7 @@ export abstract class ClientLink extends ClientWindow {
         await this.attempt();
         return;
       } catch (err) {
-        const e = toFramewireError(err, 'ERR_UNREACHABLE', `connecting to ${this.url.href}`);
+        const e = toFramewireError(err, 'ERR_UNREACHABLE', `connecting to ${this.shownUrl}`);
         if (FINAL_CODES.has(e.code)) {
           this.fail(e);
           return;
@@ -119,7 +125,7 @@ export abstract class ClientLink extends ClientWindow {
           this.fail(
             new FramewireError(
               'ERR_UNREACHABLE',
-              `gave up on ${this.url.href} after ${attempt} attempts in ${(elapsed / 1000).toFixed(1)} s: ${reason}`,
+              `gave up on ${this.shownUrl} after ${attempt} attempts in ${(elapsed / 1000).toFixed(1)} s: ${reason}`,
               {
                 hint: e.hint ?? 'is the receiver running? start it with: framewire serve',
                 cause: e,
@@ -176,7 +182,7 @@ export abstract class ClientLink extends ClientWindow {
         settle(
           new FramewireError(
             'ERR_HANDSHAKE_TIMEOUT',
-            `${this.url.href} did not answer HELLO within ${this.o.handshakeTimeoutMs} ms`,
+            `${this.shownUrl} did not answer HELLO within ${this.o.handshakeTimeoutMs} ms`,
           ),
         );
       }, this.o.handshakeTimeoutMs);
@@ -210,7 +216,7 @@ export abstract class ClientLink extends ClientWindow {
           } else if (m.type === MessageType.WELCOME) {
             if (!authenticated) {
               settle(
-                authError(`${this.url.href} does not check tokens; refusing to send to it with --token`),
+                authError(`${this.shownUrl} does not check tokens; refusing to send to it with --token`),
               );
               return;
             }
@@ -237,7 +243,7 @@ export abstract class ClientLink extends ClientWindow {
           settle(
             authFailure ??
               err ??
-              new FramewireError('ERR_CLOSED', `${this.url.href} closed the connection during the handshake`),
+              new FramewireError('ERR_CLOSED', `${this.shownUrl} closed the connection during the handshake`),
           );
           return;
         }
@@ -307,7 +313,7 @@ export abstract class ClientLink extends ClientWindow {
         conn.destroy(
           new FramewireError(
             'ERR_PEER_TIMEOUT',
-            `${this.url.href} sent nothing for ${this.o.peerTimeoutMs} ms`,
+            `${this.shownUrl} sent nothing for ${this.o.peerTimeoutMs} ms`,
           ),
         );
         return;

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { FramewireError } from '../errors.js';
-import { requestUrl } from '../http.js';
+import { requestUrl } from '../urls.js';
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]', '']);

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FramewireError } from '../errors.js';
-import { requestUrl } from '../http.js';
+import { requestUrl } from '../urls.js';
 import { serveCapture } from './capture-page.js';
 import type { FramewireMetrics } from './metrics.js';
 import { CSS, JS, pageCsp } from './viewer-csp.js';

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { run } from '../../src/cli/run.js';
 import { createServer } from '../../src/index.js';
+import { redact } from '../../src/urls.js';
 import { capture } from '../helpers/cli.js';
 import { freePort } from '../helpers/net.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
@@ -85,6 +86,20 @@ test('an unreachable receiver: retries, then ERR_UNREACHABLE and exit 1', async 
   assert.ok(Date.now() - t0 >= 900);
   assert.match(io.err(), /ERR_UNREACHABLE: gave up on tcp:\/\/127\.0\.0\.1:\d+/);
   assert.match(io.err(), /hint: start the receiver first/);
+});
+
+test("a ?token= in --to (the viewer's) and a password never reach stderr", async () => {
+  const dir = join(root, 'secret');
+  await mkdir(dir);
+  await writeFile(join(dir, '0.jpg'), payload(0, 10));
+  const port = await freePort();
+  const io = capture();
+  const to = `ws://127.0.0.1:${port}/ws?token=s3cret-view&x=1`;
+  assert.equal(await run(['send', dir, '--to', to, '--retry-for', '1'], io), 1);
+  assert.match(io.err(), /ERR_UNREACHABLE: gave up on ws:\/\/127\.0\.0\.1:\d+\/ws\?token=\*\*\*&x=1/);
+  assert.doesNotMatch(io.err(), /s3cret/);
+  assert.equal(redact('nats://user:pw@host:4222/?token=t&a=b'), 'nats://user:***@host:4222/?token=***&a=b');
+  assert.equal(redact('tls://tok@host:4222'), 'tls://***@host:4222');
 });
 
 test('serve, send and msg: a folder arrives byte-identical and a message is printed and saved', async () => {
