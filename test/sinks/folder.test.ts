@@ -269,31 +269,33 @@ describe('FolderSink frames', () => {
 });
 
 describe('FolderSink names taken', () => {
-  test('a copy left without its index line (same bytes) is taken as it is; a different file is kept', async () => {
-    const out = outDir();
-    const sink = await open(out);
-    await sink.frame(frame(0, { name: 'first.jpg' }));
-    const data = Buffer.from('the frame itself');
-    // As a crash between the link and the index append leaves it.
-    await writeFile(join(out, 'cam0', 'orphan.jpg'), data);
-    await writeFile(join(out, 'cam0', 'foreign.jpg'), 'a file of someone else');
-    await sink.frame(frame(1, { name: 'orphan.jpg', data }));
-    await sink.frame(frame(2, { name: 'foreign.jpg', data: Buffer.from('frame 2') }));
-    await sink.close();
-    assert.deepEqual(await listing(join(out, 'cam0')), [
-      'first.jpg',
-      'foreign.jpg',
-      'foreign~e1.jpg',
-      'index.jsonl',
-      'orphan.jpg',
-    ]);
-    assert.equal(await readFile(join(out, 'cam0', 'foreign.jpg'), 'utf8'), 'a file of someone else');
-    const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as Record<string, unknown>[];
-    assert.deepEqual(
-      index.map((e) => e.name),
-      ['first.jpg', 'orphan.jpg', 'foreign~e1.jpg'],
-    );
-  });
+  for (const fsync of [false, true]) {
+    test(`a copy left without its index line (same bytes) is taken as it is; a different file is kept${fsync ? ' (fsync: the copy is flushed)' : ''}`, async () => {
+      const out = outDir();
+      const sink = await open(out, { fsync });
+      await sink.frame(frame(0, { name: 'first.jpg' }));
+      const data = Buffer.from('the frame itself');
+      // As a crash between the link and the index append leaves it.
+      await writeFile(join(out, 'cam0', 'orphan.jpg'), data);
+      await writeFile(join(out, 'cam0', 'foreign.jpg'), 'a file of someone else');
+      await sink.frame(frame(1, { name: 'orphan.jpg', data }));
+      await sink.frame(frame(2, { name: 'foreign.jpg', data: Buffer.from('frame 2') }));
+      await sink.close();
+      assert.deepEqual(await listing(join(out, 'cam0')), [
+        'first.jpg',
+        'foreign.jpg',
+        'foreign~e1.jpg',
+        'index.jsonl',
+        'orphan.jpg',
+      ]);
+      assert.equal(await readFile(join(out, 'cam0', 'foreign.jpg'), 'utf8'), 'a file of someone else');
+      const index = (await lines(join(out, 'cam0', 'index.jsonl'))) as Record<string, unknown>[];
+      assert.deepEqual(
+        index.map((e) => e.name),
+        ['first.jpg', 'orphan.jpg', 'foreign~e1.jpg'],
+      );
+    });
+  }
 
   test("onConflict: 'refuse' rejects with ERR_NAME_TAKEN, writes nothing, and later frames go on", async () => {
     const out = outDir();

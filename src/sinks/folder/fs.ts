@@ -106,6 +106,16 @@ export function writeNewFileSync(path: string, data: Uint8Array): void {
   }
 }
 
+/** Flushes the file at `path` to disk (a copy taken as it is, which its crashed writer may not have flushed). */
+export async function syncFile(path: string): Promise<void> {
+  const fh = await openFile(path, READ_FLAGS);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Whether the file at `path` holds exactly `size` bytes whose CRC-32 is `crc` (false if unreadable). */
 export async function hasContent(path: string, size: number, crc: number): Promise<boolean> {
   let fh: Awaited<ReturnType<typeof openFile>> | undefined;

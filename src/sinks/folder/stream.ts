@@ -33,6 +33,7 @@ import {
   hasContent,
   removeQuietly,
   type Slots,
+  syncFile,
   writeFailed,
   writeNewFile,
   writeNewFileSync,
@@ -332,6 +333,15 @@ export class StreamWriter {
         throw err;
       }
       if (adopt) {
+        // With fsync on, the copy is flushed before the frame counts as saved.
+        if (this.#ctx.fsync) {
+          try {
+            await syncFile(path);
+          } catch (err) {
+            this.#claimed.delete(name);
+            throw err;
+          }
+        }
         e.name = name;
         this.#ctx.track(removeQuietly(tmp, (err) => this.#report(`cannot remove ${tmp}`, err, f)));
         return;
