@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import {
   appendFile,
   lstat,
@@ -12,6 +13,7 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -296,6 +298,45 @@ describe('FolderSink names taken', () => {
       );
     });
   }
+
+  test('without hard links (link() answers EPERM, as on FAT or exFAT) frames are renamed into place, never over a name', async () => {
+    const saved = { linkSync: fs.linkSync, link: fs.promises.link };
+    const eperm = (path: unknown) =>
+      Object.assign(new Error(`EPERM: operation not permitted, link '${String(path)}'`), { code: 'EPERM' });
+    fs.linkSync = ((p: string) => {
+      throw eperm(p);
+    }) as typeof fs.linkSync;
+    fs.promises.link = (async (p: string) => {
+      throw eperm(p);
+    }) as typeof fs.promises.link;
+    syncBuiltinESMExports();
+    try {
+      // The synchronous path (small frames) and the thread pool's.
+      for (const syncWriteMaxBytes of [1024 * 1024, 0]) {
+        const out = outDir();
+        const sink = await open(out, { syncWriteMaxBytes });
+        await sink.frame(frame(0));
+        await sink.frame(frame(1, { name: 'shot.jpg', data: Buffer.from('one') }));
+        await writeFile(join(out, 'cam0', 'taken.jpg'), 'someone else');
+        await sink.frame(frame(2, { name: 'taken.jpg', data: Buffer.from('two') }));
+        await sink.close();
+        assert.deepEqual(await listing(join(out, 'cam0')), [
+          'e1-000000000.jpg',
+          'index.jsonl',
+          'shot.jpg',
+          'taken.jpg',
+          'taken~e1.jpg',
+        ]);
+        assert.equal(await readFile(join(out, 'cam0', 'taken.jpg'), 'utf8'), 'someone else');
+        assert.equal(await readFile(join(out, 'cam0', 'taken~e1.jpg'), 'utf8'), 'two');
+        assert.deepEqual(await indexSeqs(join(out, 'cam0')), [0, 1, 2]);
+      }
+    } finally {
+      fs.linkSync = saved.linkSync;
+      fs.promises.link = saved.link;
+      syncBuiltinESMExports();
+    }
+  });
 
   test("onConflict: 'refuse' rejects with ERR_NAME_TAKEN, writes nothing, and later frames go on", async () => {
     const out = outDir();

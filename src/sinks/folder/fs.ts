@@ -1,6 +1,18 @@
 /** File-system helpers of the folder sink: error wrapping, whole-file writes, content comparison. */
-import { close, closeSync, constants as fsConstants, fsync, open, openSync, write, writeSync } from 'node:fs';
-import { open as openFile, readdir, unlink } from 'node:fs/promises';
+import {
+  close,
+  closeSync,
+  constants as fsConstants,
+  fsync,
+  linkSync,
+  lstatSync,
+  open,
+  openSync,
+  renameSync,
+  write,
+  writeSync,
+} from 'node:fs';
+import { link, lstat, open as openFile, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../../errors.js';
 import { TEMP_PREFIX } from '../../names.js';
@@ -104,6 +116,58 @@ export function writeNewFileSync(path: string, data: Uint8Array): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** What link() answers on a file system without hard links (FAT, exFAT, some SMB and FUSE mounts). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+function takenError(path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`EEXIST: file already exists, ${path}`), { code: 'EEXIST', path });
+}
+
+/**
+ * Gives the temporary file `tmp` the name `path` unless the name is taken (then throws EEXIST): link(), which
+ * fails on an existing name, so nothing is ever replaced ('linked': `tmp` is still there, for the caller to
+ * remove). Where the file system has no hard links (a FAT or exFAT card), the name is checked, then `tmp` is
+ * renamed to it ('renamed'): within one sink the names claimed by frames under way keep that safe; another
+ * process writing the same folder at that moment could still lose a file.
+ */
+export async function placeNew(tmp: string, path: string): Promise<'linked' | 'renamed'> {
+  try {
+    await link(tmp, path);
+    return 'linked';
+  } catch (err) {
+    if (!NO_HARD_LINKS.has(errnoOf(err))) throw err;
+  }
+  if (
+    await lstat(path).then(
+      () => true,
+      (e: unknown) => errnoOf(e) !== 'ENOENT',
+    )
+  )
+    throw takenError(path);
+  await rename(tmp, path);
+  return 'renamed';
+}
+
+/** The synchronous form of {@link placeNew}. */
+export function placeNewSync(tmp: string, path: string): 'linked' | 'renamed' {
+  try {
+    linkSync(tmp, path);
+    return 'linked';
+  } catch (err) {
+    if (!NO_HARD_LINKS.has(errnoOf(err))) throw err;
+  }
+  let exists = true;
+  try {
+    lstatSync(path);
+  } catch (e) {
+    if (errnoOf(e) !== 'ENOENT') throw e;
+    exists = false;
+  }
+  if (exists) throw takenError(path);
+  renameSync(tmp, path);
+  return 'renamed';
 }
 
 /** Flushes the file at `path` to disk (a copy taken as it is, which its crashed writer may not have flushed). */

@@ -6,7 +6,8 @@
  * A frame goes through two stages:
  * 1. in parallel (at most `slots.limit` frames of all streams together): the bytes go to a temporary file,
  *    which is then linked under its final name. `link()` fails on an existing name, so a saved file is never
- *    replaced (except under `--on-conflict overwrite`, which renames over it);
+ *    replaced (except under `--on-conflict overwrite`, which renames over it); on a file system without hard
+ *    links (FAT, exFAT) the name is checked, then the file renamed to it (fs.ts placeNew);
  * 2. in order: once every earlier frame is through stage 1, the lines of all the frames that are ready are
  *    appended to the index with one write, and their promises resolve (the receiver then acknowledges them).
  *
@@ -20,8 +21,8 @@
  * again and recorded: a later frame in the index would move the resume point past the failed one, which
  * would then never be sent again.
  */
-import { linkSync, renameSync, unlinkSync } from 'node:fs';
-import { link, rename } from 'node:fs/promises';
+import { renameSync, unlinkSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../../errors.js';
 import { crc32 } from '../../protocol/crc.js';
@@ -31,6 +32,8 @@ import {
   errnoOf,
   forEachLine,
   hasContent,
+  placeNew,
+  placeNewSync,
   removeQuietly,
   type Slots,
   syncFile,
@@ -269,8 +272,9 @@ export class StreamWriter {
       return true;
     }
     if (this.#claimed.has(name)) return false;
+    let how: 'linked' | 'renamed';
     try {
-      linkSync(tmp, path);
+      how = placeNewSync(tmp, path);
     } catch (err) {
       if (errnoOf(err) === 'EEXIST') return false;
       throw err;
@@ -278,10 +282,12 @@ export class StreamWriter {
     this.#claimed.add(name);
     e.name = name;
     e.created = true;
-    try {
-      unlinkSync(tmp);
-    } catch (err) {
-      if (errnoOf(err) !== 'ENOENT') this.#report(`cannot remove ${tmp}`, err, e.f);
+    if (how === 'linked') {
+      try {
+        unlinkSync(tmp);
+      } catch (err) {
+        if (errnoOf(err) !== 'ENOENT') this.#report(`cannot remove ${tmp}`, err, e.f);
+      }
     }
     return true;
   }
@@ -310,10 +316,12 @@ export class StreamWriter {
       this.#claimed.add(name);
       const path = join(files.dir, name);
       try {
-        await link(tmp, path);
+        const how = await placeNew(tmp, path);
         e.name = name;
         e.created = true;
-        this.#ctx.track(removeQuietly(tmp, (err) => this.#report(`cannot remove ${tmp}`, err, f)));
+        if (how === 'linked') {
+          this.#ctx.track(removeQuietly(tmp, (err) => this.#report(`cannot remove ${tmp}`, err, f)));
+        }
         return;
       } catch (err) {
         if (errnoOf(err) !== 'EEXIST') {
