@@ -21,7 +21,7 @@ import { Decoder, type DecoderIntake } from '../protocol/decoder.js';
 import { type Encoded, encodeControl, type Message } from '../protocol/messages.js';
 import { requestUrl } from '../urls.js';
 import { describeSocketError, listenServer } from './tcp.js';
-import { tlsError, trustedCas } from './tls.js';
+import { tlsClientOptions, tlsError } from './tls.js';
 import type { Connection, Listener, Transport, TransportOptions } from './types.js';
 import { hostOf } from './url.js';
 import { MaskedFrameWriter } from './ws-frames.js';
@@ -325,6 +325,11 @@ export function sameOrigin(req: IncomingMessage): boolean {
   }
 }
 
+function withoutAddress<T extends { host?: unknown; port?: unknown }>(o: T): Omit<T, 'host' | 'port'> {
+  const { host: _host, port: _port, ...rest } = o;
+  return rest;
+}
+
 function connectWs(url: URL, options: TransportOptions): Promise<Connection> {
   const host = hostOf(url);
   const port = wsPortOf(url);
@@ -339,16 +344,8 @@ function connectWs(url: URL, options: TransportOptions): Promise<Connection> {
       maxPayload: wsMaxPayload(options.limits),
       handshakeTimeout: options.connectTimeoutMs > 0 ? options.connectTimeoutMs : undefined,
       followRedirects: false,
-      ...(secure
-        ? {
-            ...(t.ca ? { ca: trustedCas(t.ca) } : {}),
-            ...(t.cert ? { cert: t.cert } : {}),
-            ...(t.key ? { key: t.key } : {}),
-            ...(t.servername ? { servername: t.servername } : {}),
-            rejectUnauthorized: true,
-            minVersion: 'TLSv1.2' as const,
-          }
-        : {}),
+      // The same TLS settings as tls:// (the URL gives the host and port).
+      ...(secure ? withoutAddress(tlsClientOptions(host, port, t)) : {}),
     });
     const fail = (err: FramewireError) => {
       ws.removeAllListeners();
