@@ -83,7 +83,7 @@ export function checkClientCert(opts: { cert?: string | undefined; key?: string 
 }
 
 /**
- * The connect() options that --token, --ca, --cert and --key give. --ca adds to the system's CAs
+ * The connect() options that --token, --ca, --cert and --key give. --ca adds to Node's root CAs (and NODE_EXTRA_CA_CERTS)
  * (src/transports/tls.ts); --cert and --key answer a receiver that asks for a client certificate.
  */
 export function clientSecurity(opts: CommonNet): {

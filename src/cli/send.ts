@@ -139,7 +139,7 @@ export function registerSend(program: Command, ctx: CommandContext): void {
     .addOption(tokenOption())
     .option(
       '--ca <file>',
-      "tls://, wss://: trust this CA or self-signed certificate (PEM) for the receiver's certificate, besides the system's CAs",
+      "tls://, wss://: trust this CA or self-signed certificate (PEM) for the receiver's certificate, besides Node's root CAs and NODE_EXTRA_CA_CERTS",
     )
     .option(
       '--cert <file>',

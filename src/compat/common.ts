@@ -85,7 +85,14 @@ export function endpointAddress<S extends string>(
   const host = hostOf(u);
   const port = u.port === '' ? defaultPort(scheme) : Number(u.port);
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  return { scheme, host, port, params: u.searchParams, shownHost, text: `${scheme}://${hostPort(host, port)}` };
+  return {
+    scheme,
+    host,
+    port,
+    params: u.searchParams,
+    shownHost,
+    text: `${scheme}://${hostPort(host, port)}`,
+  };
 }
 
 export function legacyAddress(url: string | URL, allowed: readonly LegacyScheme[]): LegacyAddress {

@@ -1,4 +1,5 @@
 /** tls:// — protocol v1 over TLS (node:tls). The sender always verifies the receiver's certificate. */
+import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { FramewireError } from '../errors.js';
 import { StreamConnection } from './stream.js';
@@ -29,13 +30,22 @@ export function tlsError(err: NodeJS.ErrnoException, target: string): FramewireE
 }
 
 /**
- * The CAs a sender trusts: Node's bundled root CAs plus `ca`. Node's own `ca` option *replaces* the roots
- * (https://nodejs.org/api/tls.html#tlscreatesecurecontextoptions), so they are listed here too: `ca`
- * adds to them, as docs/security.md says. Without `ca`, Node's default (the same roots) applies.
+ * The CAs a sender trusts: Node's bundled root CAs, those of NODE_EXTRA_CA_CERTS, plus `ca`. Node's own `ca`
+ * option *replaces* both (https://nodejs.org/api/tls.html#tlscreatesecurecontextoptions), so they are
+ * listed here too: `ca` adds to them, as docs/security.md says. Without `ca`, Node's default applies.
  */
 export function trustedCas(ca: TlsClientOptions['ca']): (string | Buffer)[] | undefined {
   if (ca === undefined) return undefined;
-  return [...tls.rootCertificates, ca];
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  let extraPem: string | undefined;
+  if (extra) {
+    try {
+      extraPem = readFileSync(extra, 'utf8');
+    } catch {
+      // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS; so does nothing here.
+    }
+  }
+  return [...tls.rootCertificates, ...(extraPem ? [extraPem] : []), ca];
 }
 
 /** The node:tls options of a sender's connection to `host:port` (also used by wss://). */

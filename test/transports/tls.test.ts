@@ -19,6 +19,7 @@ after(async () => cleanup());
 
 test('--ca is added to the system root CAs: the options list every root and then the given CA', async () => {
   const ca = await readFile(pki.caCert);
+  delete process.env.NODE_EXTRA_CA_CERTS;
   const opts = tlsClientOptions('recorder.lab', 7070, { ca });
   const list = opts.ca as (string | Buffer)[];
   assert.ok(Array.isArray(list), 'ca is a list, not the given CA alone');
@@ -31,6 +32,24 @@ test('--ca is added to the system root CAs: the options list every root and then
   // Without --ca, Node's default applies (the same roots): no list is built.
   assert.equal(tlsClientOptions('127.0.0.1', 7070, {}).ca, undefined);
   assert.equal(trustedCas(undefined), undefined);
+});
+
+test('--ca keeps the CAs of NODE_EXTRA_CA_CERTS too (Node drops them once `ca` is given)', async () => {
+  const ca = await readFile(pki.caCert);
+  const before = process.env.NODE_EXTRA_CA_CERTS;
+  process.env.NODE_EXTRA_CA_CERTS = pki.caCert;
+  try {
+    const list = trustedCas(Buffer.from('given')) as (string | Buffer)[];
+    assert.equal(list.length, tls.rootCertificates.length + 2);
+    assert.equal(list.at(-2), ca.toString('utf8'));
+    assert.equal(String(list.at(-1)), 'given');
+    // An unreadable file is skipped, as Node itself does (with a warning of its own at startup).
+    process.env.NODE_EXTRA_CA_CERTS = '/nonexistent/extra.pem';
+    assert.equal(trustedCas(Buffer.from('given'))!.length, tls.rootCertificates.length + 1);
+  } finally {
+    if (before === undefined) delete process.env.NODE_EXTRA_CA_CERTS;
+    else process.env.NODE_EXTRA_CA_CERTS = before;
+  }
 });
 
 for (const scheme of ['tls', 'wss'] as const)
