@@ -18,9 +18,6 @@ export interface CliIO {
 /** Exit codes: 0 done, 1 failed (network, files, refused frames), 2 bad usage. */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
 
-/** A command line that makes no sense: printed with a hint, exit code 2. */
-export class UsageError extends Error {}
-
 export function collect(v: string, prev: string[] | undefined): string[] {
   return [...(prev ?? []), v];
 }
@@ -39,11 +36,6 @@ export function reportError(err: unknown, stderr: NodeJS.WritableStream): number
       err.code === 'ERR_BAD_OPTION'
       ? EXIT.USAGE
       : EXIT.FAILED;
-  }
-  if (err instanceof UsageError) {
-    line(stderr, `framewire: ${err.message}`);
-    line(stderr, '  hint: see framewire --help');
-    return EXIT.USAGE;
   }
   const e = err as NodeJS.ErrnoException;
   line(stderr, `framewire: unexpected error: ${e?.stack ?? String(err)}`);

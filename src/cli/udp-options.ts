@@ -6,7 +6,7 @@
 import { FramewireError } from '../errors.js';
 import { schemeOf } from './applicability.js';
 
-const PARAMS = { mtu: 'mtu', rate: 'rate', latency: 'latency' } as const;
+const PARAMS = ['mtu', 'rate', 'latency'] as const;
 
 /**
  * Adds --mtu, --rate and --latency to a udp:// endpoint as URL parameters. The same setting given both as
@@ -16,7 +16,7 @@ export function withUdpOptions(
   endpoint: string,
   opts: { mtu?: number | undefined; rate?: number | undefined; latency?: number | undefined },
 ): string {
-  const given = (Object.keys(PARAMS) as (keyof typeof PARAMS)[]).filter((k) => opts[k] !== undefined);
+  const given = PARAMS.filter((k) => opts[k] !== undefined);
   if (given.length === 0) return endpoint;
   if (!URL.canParse(endpoint.trim())) {
     throw new FramewireError('ERR_BAD_URL', `${JSON.stringify(endpoint)} is not a URL`, {
@@ -31,13 +31,13 @@ export function withUdpOptions(
   }
   const url = new URL(endpoint.trim());
   for (const k of given) {
-    if (url.searchParams.has(PARAMS[k])) {
+    if (url.searchParams.has(k)) {
       throw new FramewireError(
         'ERR_BAD_OPTION',
-        `--${k} and ?${PARAMS[k]}= in ${endpoint} set the same thing: give one of them`,
+        `--${k} and ?${k}= in ${endpoint} set the same thing: give one of them`,
       );
     }
-    url.searchParams.set(PARAMS[k], String(opts[k]));
+    url.searchParams.set(k, String(opts[k]));
   }
   return url.href;
 }
