@@ -18,6 +18,7 @@ export const BOTTOM = new Set([
   'jpeg.ts',
   'version.ts',
   'urls.ts',
+  'slots.ts',
   // The wire's constants (content types, kinds, limits): data only, shared by every layer.
   'protocol/constants.ts',
 ]);

@@ -12,6 +12,7 @@ import { copyFile, type FileHandle, link, lstat, mkdir, open, realpath, rename }
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../errors.js';
 import { checkFileName, checkStreamName, TEMP_PREFIX } from '../names.js';
+import { Slots } from '../slots.js';
 import { monoMs } from '../time.js';
 import type { ReceivedFrame, ReceivedMessage, Sink, StreamInfo } from '../types.js';
 import {
@@ -21,7 +22,6 @@ import {
   refused,
   removeQuietly,
   removeStaleTemps,
-  Slots,
   writeFailed,
 } from './folder/fs.js';
 import { LineLog } from './folder/log.js';

@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { ErrorCode, FramewireError } from '../errors.js';
 import { contentTypeOf } from '../names.js';
+import { Slots } from '../slots.js';
 import type { Frame } from '../types.js';
 
 /** Extensions taken from a folder input when `extensions` is not given. */
@@ -287,24 +288,17 @@ export class FolderSource implements AsyncIterable<Frame> {
     const pending: { read: Promise<Frame>; bytes: number }[] = [];
     let pendingBytes = 0;
     let next = 0;
-    let reading = 0;
-    const waiting: Array<() => void> = [];
-    const slot = async (): Promise<void> => {
-      if (reading < READ_CONCURRENCY) reading++;
-      else await new Promise<void>((resolve) => waiting.push(resolve));
-    };
-    const done = (): void => {
-      const w = waiting.shift();
-      if (w) w();
-      else reading--;
-    };
+    const slots = new Slots(READ_CONCURRENCY);
+    const done = (): void => slots.release();
     const fill = (): void => {
       while (next < end && pending.length < READ_AHEAD_FILES) {
         const bytes = sizes[next % count] ?? 0;
         // Within the byte budget, except that the next frame is always read.
         if (pending.length > 0 && pendingBytes + bytes > budget) break;
         const file = files[next % count]!;
-        const read = slot().then(() => readFrame(file, signal, this.#times).finally(done));
+        const read = Promise.resolve(slots.acquire()).then(() =>
+          readFrame(file, signal, this.#times).finally(done),
+        );
         // Awaited later; this keeps a failure of a read-ahead from being reported as unhandled meanwhile.
         read.catch(() => {});
         pending.push({ read, bytes });

@@ -26,6 +26,7 @@ import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FramewireError } from '../../errors.js';
 import { crc32 } from '../../protocol/crc.js';
+import type { Slots } from '../../slots.js';
 import { monoMs } from '../../time.js';
 import type { ReceivedFrame } from '../../types.js';
 import {
@@ -35,7 +36,6 @@ import {
   placeNew,
   placeNewSync,
   removeQuietly,
-  type Slots,
   syncFile,
   writeFailed,
   writeNewFile,
