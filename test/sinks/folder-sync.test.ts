@@ -98,3 +98,22 @@ test('frames go to the thread pool for a while after a slow synchronous write, a
     await cleanup();
   }
 });
+
+test('the synchronous index append is timed too: a slow one sends the index to the thread pool', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    // Frames above syncWriteMaxBytes go to the thread pool; their index lines are appended synchronously
+    // until an append counts as slow (here every one does).
+    const sink = await FolderSink.open(dir, {
+      syncWriteMaxBytes: 1000,
+      syncWriteSlowMs: 0,
+      syncBackoffMs: 60_000,
+      latest: false,
+    });
+    for (let seq = 0; seq < 4; seq++) await sink.frame(frame(seq, 5000));
+    assert.deepEqual(sink.writes, { sync: 0, pool: 4, slowSync: 1 });
+    await sink.close();
+  } finally {
+    await cleanup();
+  }
+});

@@ -439,9 +439,14 @@ export class StreamWriter {
       // With fsync on, the folder is flushed so that the new names are on disk before the lines naming them.
       if (files.dirHandle) await files.dirHandle.sync();
       const lines = batch.map((e) => indexLine(e.f, e.name));
-      await (this.#ctx.syncWrites.index()
-        ? files.index.appendLinesNow(lines)
-        : files.index.appendLines(lines));
+      if (this.#ctx.syncWrites.index()) {
+        // Timed like a frame's synchronous write: a slow disk sends the index to the thread pool too.
+        const t0 = monoMs();
+        await files.index.appendLinesNow(lines);
+        this.#ctx.syncWrites.took(monoMs() - t0);
+      } else {
+        await files.index.appendLines(lines);
+      }
     } catch (err) {
       const first = batch[0]!.f;
       const fe = writeFailed(`cannot record frames of stream "${this.stream}" in ${files.index.path}`, err, {
