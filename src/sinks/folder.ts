@@ -158,6 +158,8 @@ export class FolderSink implements Sink {
   readonly #fsync: boolean;
   readonly #onError: ((err: FramewireError) => void) | undefined;
   readonly #latest: boolean;
+  /** Stream folders whose leftover temporary files (of writers that died) were removed. */
+  readonly #tempsRemoved = new Set<string>();
   readonly #idleCloseMs: number;
   readonly #latestState = new Map<string, LatestState>();
   // Unique per sink, so that two sinks (or processes) writing the same folder never pick the same temp name.
@@ -509,7 +511,11 @@ export class FolderSink implements Sink {
     }
     if (st.isSymbolicLink()) throw refused(dir, 'it is a symbolic link', name);
     if (!st.isDirectory()) throw refused(dir, 'it is not a folder', name);
-    await removeStaleTemps(dir);
+    // Once per stream folder: a stream closed while idle and opened again does not list its folder again.
+    if (!this.#tempsRemoved.has(name)) {
+      await removeStaleTemps(dir);
+      this.#tempsRemoved.add(name);
+    }
 
     const indexPath = join(dir, INDEX_FILE);
     let index: LineLog;
