@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { FramewireError } from '../errors.js';
+import { monoMs } from '../time.js';
 import { requestUrl } from '../urls.js';
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
@@ -62,6 +63,9 @@ export function checkAllowedHost(name: string): string {
   }
   return parts.name;
 }
+
+/** How long the machine's addresses are taken as known (a wildcard bind checks Host against them). */
+const ADDRESSES_MS = 2000;
 
 /** Compares two secrets in constant time (whatever their lengths). */
 function sameSecret(a: string, b: string): boolean {
@@ -113,14 +117,27 @@ export class ViewerGuard {
     if (h.port !== undefined && h.port !== port) return false;
     if (h.port === undefined && port !== (this.#secure ? '443' : '80')) return false;
     if (!this.#wildcard) return h.name === this.#bind;
-    // A wildcard is no name: the addresses this machine has are (looked up now, they may change).
+    // A wildcard is no name: the addresses this machine has are (they may change: looked up again after
+    // ADDRESSES_MS).
+    return this.#addresses().has(h.name);
+  }
+
+  #addressesAt = Number.NEGATIVE_INFINITY;
+  #addressSet = new Set<string>();
+
+  #addresses(): Set<string> {
+    const now = monoMs();
+    if (now - this.#addressesAt < ADDRESSES_MS) return this.#addressSet;
+    const set = new Set<string>();
     for (const list of Object.values(networkInterfaces())) {
       for (const a of list ?? []) {
         if (a.scopeid) continue; // link-local IPv6 needs a zone, which Host cannot carry
-        if (hostKey(a.address) === h.name) return true;
+        set.add(hostKey(a.address));
       }
     }
-    return false;
+    this.#addressSet = set;
+    this.#addressesAt = now;
+    return set;
   }
 
   /**
