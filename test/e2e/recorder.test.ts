@@ -13,6 +13,7 @@ import { run } from '../../src/cli/run.js';
 import { connect, createServer, FolderSink, type FramewireError } from '../../src/index.js';
 import { folderSource } from '../../src/sources/folder.js';
 import { capture } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
 import { sendAll } from '../helpers/sending.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -53,13 +54,6 @@ function exited(child: ChildProcess): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) r();
     else child.once('exit', () => r());
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = await createServer({ listen: 'tcp://127.0.0.1:0' });
-  const p = s.port;
-  await s.close();
-  return p;
 }
 
 interface Line {

@@ -4,24 +4,13 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** True when a nats-server binary is on the PATH (tests skip with a reason when it is not). */
 export const HAVE_NATS = spawnSync('nats-server', ['--version'], { stdio: 'ignore' }).status === 0;
 
-/** A free TCP port on 127.0.0.1 (bound to port 0, then released). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './net.js';
 
 export interface NatsOptions {
   /** Client port; a free one when absent. Kept across restarts. */

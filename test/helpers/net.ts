@@ -4,19 +4,34 @@ import { MessageType } from '../../src/protocol/constants.js';
 import { Decoder } from '../../src/protocol/decoder.js';
 import type { Message } from '../../src/protocol/messages.js';
 
-/**
- * A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), for a process that
- * must be told its port on the command line. Prefer port 0 where the code under test can report its port.
- */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Ports handed out by freePort(): below Linux's ephemeral range (32768-60999), see there. */
+const LOW = 20_000;
+const HIGH = 32_767;
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+}
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago, for a process that must be told its port on the command
+ * line (or that is killed and started again on the same port). Prefer port 0 where the code under test can
+ * report its port and is not restarted.
+ *
+ * The port lies below the ephemeral range on purpose: while no one listens on a port of that range, a client
+ * that keeps reconnecting to it (a sender waiting for its restarted receiver) can be given that very port as
+ * its own source port and connect to itself (a TCP self-connect), and the restarted receiver then cannot
+ * bind its port.
+ */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = LOW + Math.floor(Math.random() * (HIGH - LOW));
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${LOW}..${HIGH} after 200 tries`);
 }
 
 /** Writes `chunk`; when the socket wants a drain, waits for it (or for the socket to close). */

@@ -14,6 +14,7 @@ import { connect, createServer, Decoder, type Message, type ReceivedFrame } from
 import { MessageType } from '../../src/protocol/constants.js';
 import { encodeAck, encodeControl, encodeFrame, toBytes } from '../../src/protocol/messages.js';
 import { capture } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
 import { payload, tempDir, waitFor } from '../helpers/tmp.js';
 
 let root: string;
@@ -247,10 +248,3 @@ test('serve --sync writes OUT/sync.jsonl; bad --sync and --tolerance values are 
   assert.equal(g.t, g.frames.a.correctedUs);
   assert.match(io.err(), /sync: 1 groups/);
 });
-
-async function freePort(): Promise<number> {
-  const s = await createServer({ listen: 'tcp://127.0.0.1:0' });
-  const p = s.port;
-  await s.close();
-  return p;
-}

@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { run } from '../../../src/cli/run.js';
 import { createServer, type FramewireError, ImageZmqSender } from '../../../src/index.js';
 import { capture } from '../../helpers/cli.js';
 import { hue, solidJpeg } from '../../helpers/images.js';
+import { freePort } from '../../helpers/net.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { Peer, type PlanItem, writePlan } from './python.js';
 
@@ -30,17 +30,6 @@ async function assertSame(dir: string, files: Map<string, Buffer>): Promise<void
   const names = (await readdir(dir)).sort();
   assert.deepEqual(names, [...files.keys()].sort(), 'every frame once, nothing else');
   for (const [name, data] of files) assert.deepEqual(await readFile(join(dir, name)), data, name);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The array plan.json's {"dtype", "shape", "seed"} stands for (peer.py's array_of), as bytes. */
@@ -172,10 +161,12 @@ describe('framewire sender → Python ImageZMQ hubs', () => {
     const out = join(dir, 'hub');
     // The first hub saves frame 4 and dies before its OK: the sender's resend of frame 4 must not make a
     // second copy, and the sender must not hang while no hub runs.
-    const first = new Peer(['rep', 'tcp://127.0.0.1:0', out, '--die-after', '5']);
+    // A port outside the ephemeral range: the sender reconnects to it while no hub runs (see freePort).
+    const port = await freePort();
+    const first = new Peer(['rep', `tcp://127.0.0.1:${port}`, out, '--die-after', '5']);
     let second: Peer | undefined;
     try {
-      const port = await first.port();
+      await first.port();
       const io = capture();
       const sending = run(
         // --retry-for well past the default 30 s: a Python hub restarting on a machine with two CPU hogs can
@@ -194,7 +185,7 @@ describe('framewire sender → Python ImageZMQ hubs', () => {
       assert.equal(await first.wait(), 3, first.stderr);
       await new Promise((r) => setTimeout(r, 700));
       second = new Peer(['rep', `tcp://127.0.0.1:${port}`, out, '--count', '8']);
-      assert.equal(await sending, 0, io.err());
+      assert.equal(await sending, 0, `${io.err()}\nsecond hub: ${second.stderr}`);
       assert.match(io.err(), /sent again after a reply did not come in time/);
       assert.equal(await second.wait(), 0, second.stderr);
       await assertSame(join(out, 'cam2'), files);
