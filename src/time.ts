@@ -19,10 +19,21 @@ export function monoMs(): number {
 const STEP_MS = 2;
 let anchorMs = Date.now() - performance.now();
 
+/** Readings of the two clocks further apart than this were interrupted (the process was preempted). */
+const READ_GAP_MS = 0.25;
+
 /** Milliseconds since the Unix epoch on the system clock, with sub-millisecond resolution. */
 export function wallMs(): number {
-  const mono = performance.now();
-  const now = Date.now();
+  let mono = performance.now();
+  let now = Date.now();
+  // A process preempted between the two readings (a busy machine) would see a clock step that is not one,
+  // and move the anchor by the time it was away: such a pair is read again (a few times at most).
+  for (let tries = 0; tries < 3; tries++) {
+    const after = performance.now();
+    if (after - mono <= READ_GAP_MS) break;
+    mono = after;
+    now = Date.now();
+  }
   const t = anchorMs + mono;
   // Date.now() truncates, so t may run up to 1 ms ahead of it without any step.
   if (t < now - STEP_MS || t > now + 1 + STEP_MS) {
