@@ -3,7 +3,7 @@
  * consumer per group. Workers of one group share the deliveries (each one goes to one of them); a delivery
  * is acknowledged only after the sinks took it, so a worker that dies leaves its deliveries to the others.
  */
-import type { Consumer, ConsumerConfig, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { ConsumerConfig } from '@nats-io/jetstream';
 import type { ObjectStore } from '@nats-io/obj';
 import { decodeBusMessage } from '../bus/codec.js';
 import {
@@ -15,6 +15,7 @@ import {
   retryUnreachable,
 } from '../bus/connect.js';
 import { nats } from '../bus/nats.js';
+import { Pull, type Pulled } from '../bus/pull.js';
 import { parseDuration, subjectToken } from '../bus/url.js';
 import { ErrorCode, FramewireError, isRefusal, toFramewireError } from '../errors.js';
 import { framesAtOnce, type ReceivedFrame, type ReceivedMessage, type Sink } from '../types.js';
@@ -38,14 +39,19 @@ export interface JetStreamSourceOptions extends BusConnectOptions {
   ackWaitMs?: number;
   /** Deliveries a worker holds unacknowledged at most (the group's max_ack_pending, default 256). */
   maxAckPending?: number;
-  /** Deliveries asked for per pull (default 16). */
+  /** Deliveries asked for per pull request (default 16). */
   batch?: number;
+  /** Pull requests kept open at once (default 2), so the server always has one to fill. */
+  pullRequests?: number;
   /**
-   * Pull request expiry, ms (default 2000, at least 1000): a lost stream or consumer leader is noticed
-   * within it, and a stop waits for it at most.
+   * Pull request expiry, ms (default 2000, at least 1000): a stop waits for it at most, giving back what the
+   * open requests bring.
    */
   expiresMs?: number;
-  /** Idle heartbeat the server sends on a pull, ms (default 1000). */
+  /**
+   * Idle heartbeat the server sends on a waiting pull request, ms (default 1000): two missed (a lost stream
+   * or consumer leader, a restarted server) and the worker pulls again.
+   */
   heartbeatMs?: number;
 }
 
@@ -115,7 +121,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   readonly #bus: Bus;
   readonly #opts: JetStreamSourceOptions;
   readonly #wanted: Set<string> | undefined;
-  #pull: ConsumerMessages | undefined;
+  #pull: Pull | undefined;
   #objects: Promise<ObjectStore> | undefined;
   #closed = false;
 
@@ -200,46 +206,48 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<BusDelivery> {
-    const { cfg, js } = this.#bus;
+    const { cfg, js, jsm, nc } = this.#bus;
     const o = this.#opts;
-    const batch = o.batch ?? 16;
-    const expires = Math.max(1000, o.expiresMs ?? 2000);
-    let consumer: Consumer | undefined;
-    // One pull (fetch) at a time, each ending when full or after `expires`: a stop waits for the pull in
-    // flight and gives back what it brings, so no delivery is left to wait for ack_wait; and a lost stream
-    // or consumer leader is noticed within `expires` rather than after the client's 30 s default.
+    const subject = `${js.apiPrefix}.CONSUMER.MSG.NEXT.${cfg.stream}.${this.group}`;
+    // framewire's own pull (bus/pull.ts): `pullRequests` requests of `batch` open at once, each ending when
+    // filled or after `expires`. A stop waits for the open requests and gives back what they bring, so no
+    // delivery is left to wait for ack_wait; a lost leader or a restarted server is noticed by the missed
+    // heartbeats within seconds, rather than after the client's 30 s default.
     for (let attempt = 0; !this.#closed; ) {
-      let pull: ConsumerMessages;
+      let pull: Pull;
       try {
-        consumer ??= await js.consumers.get(cfg.stream, this.group);
-        pull = await consumer.fetch({ max_messages: batch, expires, idle_heartbeat: o.heartbeatMs ?? 1000 });
+        // The group must exist (a deleted one is refused, not waited for).
+        await jsm.consumers.info(cfg.stream, this.group);
+        if (this.#closed) return;
+        pull = new Pull(nc, subject, {
+          batch: o.batch ?? 16,
+          requests: o.pullRequests ?? 2,
+          expiresMs: Math.max(1000, o.expiresMs ?? 2000),
+          heartbeatMs: o.heartbeatMs ?? 1000,
+        });
       } catch (err) {
         const e = busError(err, cfg, `cannot consume group "${this.group}"`);
-        if (e.code === 'ERR_BUS_REFUSED' || this.#bus.nc.isClosed()) throw e;
+        if (e.code === 'ERR_BUS_REFUSED' || nc.isClosed()) throw e;
         o.onStatus?.(`${e.message} (trying again)`);
         await sleep(Math.min(250 * 2 ** attempt++, 2000));
         continue;
       }
       this.#pull = pull;
       try {
-        for await (const m of pull) {
+        for (let m = await pull.next(); m; m = await pull.next()) {
           attempt = 0;
-          if (this.#closed) {
-            // Taken from the server but not handled: give it back at once rather than after ack_wait.
-            m.nak();
-            continue;
-          }
           const d = await this.#decode(m);
           if (d) yield d;
         }
       } catch (err) {
-        // Heartbeats missed, a leader lost mid-pull: pull again.
-        if (this.#bus.nc.isClosed()) return;
+        if (nc.isClosed()) return;
         const e = busError(err, cfg, `pull on group "${this.group}" failed`);
-        if (e.code === 'ERR_BUS_REFUSED') throw e;
+        if (e.code === 'ERR_BUS_REFUSED' && !/consumer deleted/i.test(e.message)) throw e;
+        // Heartbeats missed, a leader lost, the group deleted (the lookup above tells): pull again.
         o.onStatus?.(`${e.message} (pulling again)`);
         await sleep(Math.min(250 * 2 ** attempt++, 2000));
       } finally {
+        await pull.stop();
         this.#pull = undefined;
       }
     }
@@ -282,9 +290,9 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   }
 
   /** Turns a JetStream message into a delivery; undefined (and handled) when it is not one to hand out. */
-  async #decode(m: JsMsg): Promise<BusDelivery | undefined> {
+  async #decode(m: Pulled): Promise<BusDelivery | undefined> {
     const base: DeliveryBase = {
-      deliveryCount: m.info.deliveryCount,
+      deliveryCount: m.deliveryCount,
       busSeq: m.seq,
       ack: () => m.ack(),
       nak: (delayMs?: number) => m.nak(delayMs),
@@ -430,13 +438,14 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
    */
   stop(): void {
     this.#closed = true;
+    void this.#pull?.stop();
   }
 
   /** Stops, then flushes the acknowledgements and closes the connection. */
   async close(): Promise<void> {
     this.stop();
-    // Whatever a pull still brings after the iteration ended goes back to the group.
-    await this.#pull?.close().catch(() => undefined);
+    // The open pull requests end (filled or expired) and what they bring goes back to the group.
+    await this.#pull?.stop();
     await this.#bus.nc.flush().catch(() => {});
     await closeBus(this.#bus);
   }

@@ -1,0 +1,255 @@
+/**
+ * framewire's own pull on a JetStream pull consumer: several pull requests kept in flight on one inbox, so
+ * the server always has a request to fill while the worker handles what came.
+ *
+ * Why not the client's `fetch()` or `consume()`:
+ * - `fetch()` asks for one batch at a time and waits for it; against nats-server 2.9 that delivers about 400
+ *   frames of 123 KB a second, whatever the batch (docs/benchmarks.md, "The bus").
+ * - `consume()` is fast, but its `stop()` drops the deliveries already on their way, so they come back only
+ *   after `ack_wait` (30 s by default).
+ *
+ * Here a stop asks for nothing more and waits until every open request has ended (filled, or expired after
+ * `expiresMs`), giving back (`-NAK`) every delivery that arrives meanwhile; nothing is left to ack_wait.
+ *
+ * The protocol (nats-server's `$JS.API.CONSUMER.MSG.NEXT`): a request `{batch, expires, idle_heartbeat}`
+ * (times in ns) published with our inbox as reply. The server hands deliveries to its open requests in
+ * turn (nats-server 2.9 moves a request to the back of its queue after each delivery), sends status 100
+ * while a request waits with nothing to deliver, and 408 with `Nats-Pending-Messages` (what that request
+ * had left) when one expires. So what is still asked for is known exactly, whichever request a delivery
+ * counted against: every batch asked, less every delivery, less what each expired request had left.
+ */
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { FramewireError } from '../errors.js';
+import { nats } from './nats.js';
+
+const NANOS = 1_000_000;
+
+/** One delivery of the consumer: the message and how to answer it. */
+export interface Pulled {
+  subject: string;
+  headers: MsgHdrs | undefined;
+  data: Uint8Array;
+  /** The message's sequence number in the JetStream stream. */
+  seq: number;
+  /** How many times it was delivered (1 the first time). */
+  deliveryCount: number;
+  ack(): void;
+  /** Delivered again (to any worker of the group) after `delayMs`, or at once. */
+  nak(delayMs?: number): void;
+  term(): void;
+}
+
+export interface PullOptions {
+  /** Deliveries asked for per request. */
+  batch: number;
+  /** Requests kept open at once (at least 1). */
+  requests: number;
+  /** Request expiry, ms. */
+  expiresMs: number;
+  /** The server's idle heartbeat on a waiting request, ms; two missed end the pull with an error. */
+  heartbeatMs: number;
+}
+
+/**
+ * Reads the ack subject: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or with
+ * a domain and an account hash in front (`$JS.ACK.<domain>.<hash>.<stream>…`, 12 tokens).
+ */
+export function ackInfo(reply: string): { deliveryCount: number; seq: number } | undefined {
+  const t = reply.split('.');
+  if (t[0] !== '$JS' || t[1] !== 'ACK') return undefined;
+  const at = t.length === 9 ? 4 : t.length >= 11 ? 6 : -1;
+  if (at < 0) return undefined;
+  const deliveryCount = Number(t[at]);
+  const seq = Number(t[at + 1]);
+  if (!Number.isSafeInteger(deliveryCount) || !Number.isSafeInteger(seq)) return undefined;
+  return { deliveryCount, seq };
+}
+
+/**
+ * One pull on a consumer. {@link next} gives the deliveries in the order they came; it rejects when the
+ * pull cannot go on (heartbeats missed, the consumer deleted, no JetStream): make a new one after a pause.
+ */
+export class Pull {
+  readonly #nc: NatsConnection;
+  readonly #subject: string;
+  readonly #opts: PullOptions;
+  readonly #inbox: string;
+  readonly #sub: Subscription;
+  readonly #queue: Pulled[] = [];
+  /** Deliveries asked for and not yet come: the open requests' sum (see the top of this file). */
+  #asked = 0;
+  #failure: FramewireError | undefined;
+  #wake: (() => void) | undefined;
+  #stopping = false;
+  #drained: Promise<void> | undefined;
+  #endDrain: (() => void) | undefined;
+  #lastHeard = Date.now();
+  #lastAsked = 0;
+  readonly #watch: NodeJS.Timeout;
+
+  constructor(nc: NatsConnection, subject: string, opts: PullOptions) {
+    this.#nc = nc;
+    this.#subject = subject;
+    this.#opts = { ...opts, requests: Math.max(1, opts.requests), batch: Math.max(1, opts.batch) };
+    this.#inbox = nats().core.createInbox();
+    this.#sub = nc.subscribe(this.#inbox, { callback: (err, m) => this.#arrived(err, m) });
+    this.#watch = setInterval(() => this.#check(), Math.max(100, Math.floor(opts.heartbeatMs / 2)));
+    this.#watch.unref();
+    this.#topUp();
+  }
+
+  /** The next delivery; undefined once stopped. Rejects when the pull failed. */
+  async next(): Promise<Pulled | undefined> {
+    for (;;) {
+      if (this.#stopping) return undefined;
+      const m = this.#queue.shift();
+      if (m) {
+        this.#topUp();
+        return m;
+      }
+      if (this.#failure) throw this.#failure;
+      await new Promise<void>((r) => {
+        this.#wake = r;
+      });
+    }
+  }
+
+  /**
+   * Asks for nothing more, gives back what came and was not taken, and resolves once every open request
+   * has ended (or could not have outlived its expiry), having given back what they brought.
+   */
+  stop(): Promise<void> {
+    if (this.#drained) return this.#drained;
+    this.#stopping = true;
+    for (const m of this.#queue.splice(0)) m.nak();
+    this.#drained = new Promise<void>((r) => {
+      this.#endDrain = r;
+    });
+    this.#wakeUp();
+    this.#maybeDrained();
+    return this.#drained;
+  }
+
+  #arrived(err: Error | null, m: Msg): void {
+    this.#lastHeard = Date.now();
+    if (err) {
+      this.#fail(
+        new FramewireError('ERR_BUS_REFUSED', `pull on ${this.#subject}: ${err.message}`, { cause: err }),
+      );
+      return;
+    }
+    if (m.reply?.startsWith('$JS.ACK.')) {
+      this.#delivered(m);
+      return;
+    }
+    const code = Number(m.headers?.code ?? 0);
+    const description = m.headers?.description ?? '';
+    if (code === 100) return; // idle heartbeat (or flow control, which a pull consumer does not use)
+    if (code === 409 && /consumer deleted|push based/i.test(description)) {
+      this.#fail(new FramewireError('ERR_BUS_REFUSED', `pull on ${this.#subject}: ${description}`));
+      return;
+    }
+    if (code === 408 || ((code === 404 || code === 409) && m.headers?.get('Nats-Pending-Messages'))) {
+      // A request ended unfilled: expired (408), or cut short by a limit such as the size of a message
+      // (409 with what it had left).
+      this.#asked = Math.max(0, this.#asked - Number(m.headers?.get('Nats-Pending-Messages') || 0));
+      this.#afterChange();
+      return;
+    }
+    // 503 no responders (no JetStream leader yet), 409 max waiting or anything else: this pull is over;
+    // the caller makes a new one after a pause.
+    this.#fail(
+      new FramewireError('ERR_BUS_UNREACHABLE', `pull on ${this.#subject}: ${code} ${description}`.trim()),
+    );
+  }
+
+  #delivered(m: Msg): void {
+    if (this.#asked > 0) this.#asked--;
+    const info = ackInfo(m.reply!);
+    const reply = m.reply!;
+    const nc = this.#nc;
+    const d: Pulled = {
+      subject: m.subject,
+      headers: m.headers,
+      data: m.data,
+      seq: info?.seq ?? 0,
+      deliveryCount: info?.deliveryCount ?? 1,
+      ack: () => nc.publish(reply, '+ACK'),
+      nak: (delayMs?: number) =>
+        nc.publish(
+          reply,
+          delayMs ? `-NAK ${JSON.stringify({ delay: Math.round(delayMs * NANOS) })}` : '-NAK',
+        ),
+      term: () => nc.publish(reply, '+TERM'),
+    };
+    if (this.#stopping) d.nak();
+    else this.#queue.push(d);
+    this.#afterChange();
+  }
+
+  #afterChange(): void {
+    if (this.#stopping) {
+      this.#maybeDrained();
+      return;
+    }
+    this.#topUp();
+    this.#wakeUp();
+  }
+
+  /** Keeps `requests` batches asked for or waiting in the queue. */
+  #topUp(): void {
+    if (this.#stopping || this.#failure || this.#nc.isClosed()) return;
+    const { batch, requests, expiresMs, heartbeatMs } = this.#opts;
+    while (this.#asked + this.#queue.length <= batch * (requests - 1)) {
+      if (this.#asked === 0) this.#lastHeard = Date.now();
+      this.#asked += batch;
+      this.#lastAsked = Date.now();
+      this.#nc.publish(
+        this.#subject,
+        JSON.stringify({ batch, expires: expiresMs * NANOS, idle_heartbeat: heartbeatMs * NANOS }),
+        { reply: this.#inbox },
+      );
+    }
+  }
+
+  /** Two heartbeats missed while a request is open: the server lost it (a restart, a new leader). */
+  #check(): void {
+    const now = Date.now();
+    if (this.#stopping) {
+      this.#maybeDrained();
+      return;
+    }
+    if (this.#asked > 0 && now - this.#lastHeard > 2 * this.#opts.heartbeatMs + 250) {
+      this.#fail(
+        new FramewireError('ERR_BUS_UNREACHABLE', `pull on ${this.#subject}: heartbeats missed`, {
+          hint: 'the bus restarted or its JetStream leader moved; pulling again',
+        }),
+      );
+    }
+  }
+
+  #fail(err: FramewireError): void {
+    if (this.#failure) return;
+    this.#failure = err;
+    this.#asked = 0;
+    this.#wakeUp();
+    this.#maybeDrained();
+  }
+
+  #maybeDrained(): void {
+    if (!this.#stopping || !this.#endDrain) return;
+    const expired = Date.now() - this.#lastAsked > this.#opts.expiresMs + 500;
+    if (this.#asked > 0 && !this.#failure && !expired && !this.#nc.isClosed()) return;
+    clearInterval(this.#watch);
+    this.#sub.unsubscribe();
+    const end = this.#endDrain;
+    this.#endDrain = undefined;
+    end();
+  }
+
+  #wakeUp(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+}
