@@ -66,8 +66,9 @@ export function ackInfo(reply: string): { deliveryCount: number; seq: number } |
 }
 
 /**
- * One pull on a consumer. {@link next} gives the deliveries in the order they came; it rejects when the
- * pull cannot go on (heartbeats missed, the consumer deleted, no JetStream): make a new one after a pause.
+ * One pull on a consumer. {@link next} gives the deliveries in the order they came (one caller at a time);
+ * it rejects when the pull cannot go on (heartbeats missed, the consumer deleted, no JetStream): make a new
+ * one after a pause, having stopped this one.
  */
 export class Pull {
   readonly #nc: NatsConnection;
@@ -79,22 +80,39 @@ export class Pull {
   /** Deliveries asked for and not yet come: the open requests' sum (see the top of this file). */
   #asked = 0;
   #failure: FramewireError | undefined;
-  #wake: (() => void) | undefined;
+  #waiters: (() => void)[] = [];
   #stopping = false;
+  /** What came while stopping (and what was queued): given back only once the requests ended. */
+  readonly #held: Pulled[] = [];
   #drained: Promise<void> | undefined;
   #endDrain: (() => void) | undefined;
   #lastHeard = Date.now();
   #lastAsked = 0;
+  #rechecking = false;
   readonly #watch: NodeJS.Timeout;
+  readonly #status: AsyncIterable<unknown> & { stop?: () => void };
 
   constructor(nc: NatsConnection, subject: string, opts: PullOptions) {
+    checkPullOptions(opts);
     this.#nc = nc;
     this.#subject = subject;
-    this.#opts = { ...opts, requests: Math.max(1, opts.requests), batch: Math.max(1, opts.batch) };
+    this.#opts = { ...opts };
     this.#inbox = nats().core.createInbox();
     this.#sub = nc.subscribe(this.#inbox, { callback: (err, m) => this.#arrived(err, m) });
     this.#watch = setInterval(() => this.#check(), Math.max(100, Math.floor(opts.heartbeatMs / 2)));
     this.#watch.unref();
+    // A reconnect: the server dropped the old connection's requests (their reply had no interest left),
+    // and what was on its way in the dead socket is gone. Ask afresh rather than wait for the watchdog.
+    const status = nc.status() as AsyncIterable<unknown> & { stop?: () => void };
+    this.#status = status;
+    void (async () => {
+      for await (const s of status) {
+        if ((s as { type?: string }).type !== 'reconnect' || this.#stopping || this.#failure) continue;
+        this.#asked = 0;
+        this.#lastHeard = Date.now();
+        this.#topUp();
+      }
+    })().catch(() => {});
     this.#topUp();
   }
 
@@ -109,19 +127,21 @@ export class Pull {
       }
       if (this.#failure) throw this.#failure;
       await new Promise<void>((r) => {
-        this.#wake = r;
+        this.#waiters.push(r);
       });
     }
   }
 
   /**
-   * Asks for nothing more, gives back what came and was not taken, and resolves once every open request
-   * has ended (or could not have outlived its expiry), having given back what they brought.
+   * Asks for nothing more and resolves once every open request has ended (filled, or expired: at most
+   * `expiresMs` and a margin after the last one was made), then gives back (-NAK) what came and was not
+   * taken. Given back only then: a delivery given back while a request of ours is still open would come
+   * straight back to it, again and again (and count against the group's max_deliver).
    */
   stop(): Promise<void> {
     if (this.#drained) return this.#drained;
     this.#stopping = true;
-    for (const m of this.#queue.splice(0)) m.nak();
+    this.#held.push(...this.#queue.splice(0));
     this.#drained = new Promise<void>((r) => {
       this.#endDrain = r;
     });
@@ -145,8 +165,16 @@ export class Pull {
     const code = Number(m.headers?.code ?? 0);
     const description = m.headers?.description ?? '';
     if (code === 100) return; // idle heartbeat (or flow control, which a pull consumer does not use)
-    if (code === 409 && /consumer deleted|push based/i.test(description)) {
-      this.#fail(new FramewireError('ERR_BUS_REFUSED', `pull on ${this.#subject}: ${description}`));
+    if (
+      code === 400 ||
+      (code === 409 && /consumer deleted|push based|exceeded maxrequest/i.test(description))
+    ) {
+      // A request the server will never take (bad values, above the group's request limits), or no group.
+      this.#fail(
+        new FramewireError('ERR_BUS_REFUSED', `pull on ${this.#subject}: ${code} ${description}`, {
+          hint: 'check the group (consumer) on the bus and the pull options (batch, expiresMs, heartbeatMs)',
+        }),
+      );
       return;
     }
     if (code === 408 || ((code === 404 || code === 409) && m.headers?.get('Nats-Pending-Messages'))) {
@@ -182,7 +210,7 @@ export class Pull {
         ),
       term: () => nc.publish(reply, '+TERM'),
     };
-    if (this.#stopping) d.nak();
+    if (this.#stopping) this.#held.push(d);
     else this.#queue.push(d);
     this.#afterChange();
   }
@@ -212,35 +240,57 @@ export class Pull {
     }
   }
 
-  /** Two heartbeats missed while a request is open: the server lost it (a restart, a new leader). */
+  /**
+   * Two heartbeats missed while a request is open: the server lost it (a restart, a new leader). Decided
+   * only after the socket was read (setImmediate runs after the poll phase), so heartbeats that came while
+   * the event loop was blocked are not taken for missing ones.
+   */
   #check(): void {
-    const now = Date.now();
     if (this.#stopping) {
       this.#maybeDrained();
       return;
     }
-    if (this.#asked > 0 && now - this.#lastHeard > 2 * this.#opts.heartbeatMs + 250) {
+    if (this.#failure || this.#rechecking) return;
+    if (this.#nc.isClosed()) {
+      this.#fail(
+        new FramewireError('ERR_BUS_UNREACHABLE', `pull on ${this.#subject}: the connection closed`),
+      );
+      return;
+    }
+    if (!this.#silent()) return;
+    this.#rechecking = true;
+    setImmediate(() => {
+      this.#rechecking = false;
+      if (this.#stopping || this.#failure || !this.#silent()) return;
       this.#fail(
         new FramewireError('ERR_BUS_UNREACHABLE', `pull on ${this.#subject}: heartbeats missed`, {
           hint: 'the bus restarted or its JetStream leader moved; pulling again',
         }),
       );
-    }
+    });
   }
 
+  #silent(): boolean {
+    return this.#asked > 0 && Date.now() - this.#lastHeard > 2 * this.#opts.heartbeatMs + 250;
+  }
+
+  /**
+   * The pull cannot go on. What it asked for stays counted: requests still open on the server may yet
+   * deliver, and a stop waits for them (or their expiry) before it gives back what came.
+   */
   #fail(err: FramewireError): void {
     if (this.#failure) return;
     this.#failure = err;
-    this.#asked = 0;
     this.#wakeUp();
-    this.#maybeDrained();
   }
 
   #maybeDrained(): void {
     if (!this.#stopping || !this.#endDrain) return;
     const expired = Date.now() - this.#lastAsked > this.#opts.expiresMs + 500;
-    if (this.#asked > 0 && !this.#failure && !expired && !this.#nc.isClosed()) return;
+    if (this.#asked > 0 && !expired && !this.#nc.isClosed()) return;
     clearInterval(this.#watch);
+    this.#status.stop?.();
+    for (const m of this.#held.splice(0)) m.nak();
     this.#sub.unsubscribe();
     const end = this.#endDrain;
     this.#endDrain = undefined;
@@ -248,8 +298,22 @@ export class Pull {
   }
 
   #wakeUp(): void {
-    const w = this.#wake;
-    this.#wake = undefined;
-    w?.();
+    for (const w of this.#waiters.splice(0)) w();
   }
+}
+
+/** The server refuses a heartbeat above half the expiry (400 "heartbeat value too large"). */
+export function checkPullOptions(o: PullOptions): void {
+  const bad = (what: string) =>
+    new FramewireError('ERR_BAD_OPTION', `pull: ${what}`, {
+      hint: 'batch and requests are whole numbers from 1; expiresMs at least 1000; heartbeatMs from 100 to half of expiresMs',
+    });
+  if (!Number.isSafeInteger(o.batch) || o.batch < 1)
+    throw bad(`batch ${o.batch} is not a whole number from 1`);
+  if (!Number.isSafeInteger(o.requests) || o.requests < 1)
+    throw bad(`requests ${o.requests} is not a whole number from 1`);
+  if (!(o.expiresMs >= 1000) || !Number.isFinite(o.expiresMs))
+    throw bad(`expiresMs ${o.expiresMs} is below 1000`);
+  if (!(o.heartbeatMs >= 100) || o.heartbeatMs * 2 > o.expiresMs)
+    throw bad(`heartbeatMs ${o.heartbeatMs} is not between 100 and half of expiresMs (${o.expiresMs})`);
 }

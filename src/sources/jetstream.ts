@@ -15,7 +15,7 @@ import {
   retryUnreachable,
 } from '../bus/connect.js';
 import { nats } from '../bus/nats.js';
-import { Pull, type Pulled } from '../bus/pull.js';
+import { checkPullOptions, Pull, type Pulled, type PullOptions } from '../bus/pull.js';
 import { parseDuration, subjectToken } from '../bus/url.js';
 import { ErrorCode, FramewireError, isRefusal, toFramewireError } from '../errors.js';
 import { framesAtOnce, type ReceivedFrame, type ReceivedMessage, type Sink } from '../types.js';
@@ -45,12 +45,13 @@ export interface JetStreamSourceOptions extends BusConnectOptions {
   pullRequests?: number;
   /**
    * Pull request expiry, ms (default 2000, at least 1000): a stop waits for it at most, giving back what the
-   * open requests bring.
+   * open requests bring. Outside the limits: ERR_BAD_OPTION.
    */
   expiresMs?: number;
   /**
-   * Idle heartbeat the server sends on a waiting pull request, ms (default 1000): two missed (a lost stream
-   * or consumer leader, a restarted server) and the worker pulls again.
+   * Idle heartbeat the server sends on a waiting pull request, ms (default 1000, or half of `expiresMs` when
+   * that is less; from 100 to half of `expiresMs`): two missed (a lost stream or consumer leader, a
+   * restarted server) and the worker pulls again.
    */
   heartbeatMs?: number;
 }
@@ -101,6 +102,17 @@ export function parseStartFrom(text: string): StartFrom {
   return new Date(t);
 }
 
+/** The pull's options from the source's (defaults: 16 a request, 2 requests, 2 s expiry, 1 s heartbeat). */
+function pullOptionsOf(o: JetStreamSourceOptions): PullOptions {
+  const expiresMs = o.expiresMs ?? 2000;
+  return {
+    batch: o.batch ?? 16,
+    requests: o.pullRequests ?? 2,
+    expiresMs,
+    heartbeatMs: o.heartbeatMs ?? Math.min(1000, Math.floor(expiresMs / 2)),
+  };
+}
+
 /** A durable group name must be one NATS token: letters, digits, - and _. */
 function checkGroup(group: string): string {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(group)) {
@@ -121,6 +133,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   readonly #bus: Bus;
   readonly #opts: JetStreamSourceOptions;
   readonly #wanted: Set<string> | undefined;
+  readonly #pullOptions: PullOptions;
   #pull: Pull | undefined;
   #objects: Promise<ObjectStore> | undefined;
   #closed = false;
@@ -132,6 +145,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
     this.group = opts.group ?? 'framewire';
     const streams = opts.streams ?? [];
     this.#wanted = streams.length > 1 ? new Set(streams) : undefined;
+    this.#pullOptions = pullOptionsOf(opts);
   }
 
   /**
@@ -141,6 +155,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
    */
   static async open(opts: JetStreamSourceOptions): Promise<JetStreamSource> {
     checkGroup(opts.group ?? 'framewire');
+    checkPullOptions(pullOptionsOf(opts));
     const bus = await connectBus({ name: `framewire consume ${opts.group ?? 'framewire'}`, ...opts });
     const src = new JetStreamSource(bus, opts);
     try {
@@ -219,15 +234,11 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
         // The group must exist (a deleted one is refused, not waited for).
         await jsm.consumers.info(cfg.stream, this.group);
         if (this.#closed) return;
-        pull = new Pull(nc, subject, {
-          batch: o.batch ?? 16,
-          requests: o.pullRequests ?? 2,
-          expiresMs: Math.max(1000, o.expiresMs ?? 2000),
-          heartbeatMs: o.heartbeatMs ?? 1000,
-        });
+        pull = new Pull(nc, subject, this.#pullOptions);
       } catch (err) {
+        if (this.#closed) return;
         const e = busError(err, cfg, `cannot consume group "${this.group}"`);
-        if (e.code === 'ERR_BUS_REFUSED' || nc.isClosed()) throw e;
+        if (e.code !== 'ERR_BUS_UNREACHABLE' || nc.isClosed()) throw e;
         o.onStatus?.(`${e.message} (trying again)`);
         await sleep(Math.min(250 * 2 ** attempt++, 2000));
         continue;
@@ -240,7 +251,7 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
           if (d) yield d;
         }
       } catch (err) {
-        if (nc.isClosed()) return;
+        if (nc.isClosed() || this.#closed) return;
         const e = busError(err, cfg, `pull on group "${this.group}" failed`);
         if (e.code === 'ERR_BUS_REFUSED' && !/consumer deleted/i.test(e.message)) throw e;
         // Heartbeats missed, a leader lost, the group deleted (the lookup above tells): pull again.

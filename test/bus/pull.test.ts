@@ -8,8 +8,8 @@ import { after, before, test } from 'node:test';
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { loadNats } from '../../src/bus/nats.js';
-import { ackInfo, Pull, type Pulled } from '../../src/bus/pull.js';
-import { FramewireError } from '../../src/index.js';
+import { ackInfo, checkPullOptions, Pull, type Pulled } from '../../src/bus/pull.js';
+import { FramewireError, JetStreamSource } from '../../src/index.js';
 import { HAVE_NATS, NatsServer } from '../helpers/nats.js';
 
 const skip = HAVE_NATS ? false : 'nats-server is not installed (apt-get install nats-server)';
@@ -158,6 +158,85 @@ test('a pull held back by max_ack_pending still hears heartbeats: it is not take
   assert.equal(m?.seq, 5);
   for (const h of held.slice(1)) h.ack();
   m?.ack();
+  await pull.stop();
+});
+
+test('pull options the server would refuse are ERR_BAD_OPTION, before any connection', async () => {
+  const ok = { batch: 16, requests: 2, expiresMs: 2000, heartbeatMs: 1000 };
+  checkPullOptions(ok);
+  for (const bad of [
+    { ...ok, batch: 0 },
+    { ...ok, requests: 1.5 },
+    { ...ok, expiresMs: 999 },
+    { ...ok, heartbeatMs: 1001 }, // nats-server: 400 "heartbeat value too large" above half the expiry
+    { ...ok, heartbeatMs: 50 },
+  ]) {
+    assert.throws(() => checkPullOptions(bad), { code: 'ERR_BAD_OPTION' }, JSON.stringify(bad));
+  }
+  // The source checks before it connects (nothing listens on port 1).
+  await assert.rejects(
+    JetStreamSource.open({ url: 'nats://127.0.0.1:1', expiresMs: 1000, heartbeatMs: 1000 }),
+    {
+      code: 'ERR_BAD_OPTION',
+    },
+  );
+});
+
+test('a delivery that comes while stopping is given back once, after our requests ended', {
+  skip,
+  timeout: 30_000,
+}, async () => {
+  const subject = await setUp('BOUNCE', 0);
+  const pull = new Pull(nc, subject, opts);
+  await new Promise((r) => setTimeout(r, 200)); // three empty requests open on the server
+  const stopped = pull.stop();
+  await jetstream(nc).publish('BOUNCE.x', Buffer.from('frame'));
+  await stopped;
+  // Given back while a request of ours was open, it would have come straight back to it, again and again.
+  const again = new Pull(nc, subject, opts);
+  const m = await again.next();
+  assert.equal(m?.seq, 1);
+  assert.ok(m!.deliveryCount <= 2, `delivered ${m!.deliveryCount} times`);
+  m!.ack();
+  await again.stop();
+});
+
+test('an event loop blocked past two heartbeats is not taken for a lost pull', {
+  skip,
+  timeout: 30_000,
+}, async () => {
+  const subject = await setUp('BLOCK', 0);
+  const pull = new Pull(nc, subject, opts);
+  const next = pull.next();
+  next.catch(() => {});
+  await new Promise((r) => setTimeout(r, 700));
+  await nc.flush();
+  // A synchronous handler holds the loop for 1.5 s (> 2 x 500 + 250 ms); the heartbeats wait in the socket.
+  const until = Date.now() + 1500;
+  while (Date.now() < until) {}
+  const outcome = await Promise.race([
+    next.then(
+      () => 'delivered',
+      (err: Error) => `failed: ${err.message}`,
+    ),
+    new Promise((r) => setTimeout(() => r('waiting'), 2000)),
+  ]);
+  assert.equal(outcome, 'waiting');
+  await pull.stop();
+});
+
+test('a connection closed under a pull: next() rejects with ERR_BUS_UNREACHABLE, it does not wait for ever', {
+  skip,
+  timeout: 30_000,
+}, async () => {
+  const own = await connect({ servers: server!.url });
+  const subject = await setUp('CLOSED', 0);
+  const pull = new Pull(own, subject, opts);
+  const next = pull.next();
+  next.catch(() => {});
+  await new Promise((r) => setTimeout(r, 200));
+  await own.close();
+  await assert.rejects(next, { code: 'ERR_BUS_UNREACHABLE' });
   await pull.stop();
 });
 
