@@ -19,6 +19,7 @@ export const BOTTOM = new Set([
   'version.ts',
   'urls.ts',
   'slots.ts',
+  'memory.ts',
   // The wire's constants (content types, kinds, limits): data only, shared by every layer.
   'protocol/constants.ts',
 ]);

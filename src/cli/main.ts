@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 /** Entry point of the `framewire` command: runs the CLI and turns Ctrl-C into a clean stop. */
+import { keepFreedMemory } from '../memory.js';
 import { run } from './run.js';
+
+// Frame buffers reuse freed memory instead of fresh pages (src/memory.ts).
+keepFreedMemory();
 
 const controller = new AbortController();
 let interrupted = 0;
