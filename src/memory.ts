@@ -7,24 +7,29 @@
  *
  * glibc adjusts its thresholds by itself: when a block that it had mapped on its own (anything above the
  * mmap threshold, 128 KB at first, up to 32 MB) is freed, the mmap threshold becomes that block's size and
- * the trim threshold twice that. So allocating and dropping one block of 30 MB once makes malloc keep up to
- * 60 MB of freed memory for reuse, as `GLIBC_TUNABLES=glibc.malloc.trim_threshold=…` would, but from inside
- * the process. Elsewhere (musl, macOS) it is one allocation freed, nothing more.
+ * the trim threshold twice that. So allocating and dropping one block of 16 MB once makes malloc keep up to
+ * 32 MB of freed memory at the top of its heap for reuse, as `GLIBC_TUNABLES=glibc.malloc.trim_threshold=…`
+ * would, but from inside the process. Blocks up to 16 MB (frames up to 16 MB) then come from the heap: what
+ * they leave free between blocks still in use is reused, not given back. Larger frames (a 4K rgb24 frame is
+ * 25 MB) keep their own mapping, given back when freed. Elsewhere (musl, macOS) it is one allocation freed.
  */
 
-const BLOCK = 30 * 1024 * 1024;
+const BLOCK = 16 * 1024 * 1024;
+/** Settings that turn glibc's own adjustment off (mallopt's M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_*). */
+const TUNABLES = /glibc\.malloc\.(mmap_threshold|trim_threshold|top_pad|mmap_max)=/;
+const LEGACY = ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_MMAP_MAX_'];
 let done = false;
 
 /**
  * Makes glibc keep freed memory for reuse (see above); the CLI calls it at start. Does nothing when the
- * operator set malloc tunables (`GLIBC_TUNABLES` naming `glibc.malloc.`, which also turn glibc's own
- * adjustment off) or `FRAMEWIRE_KEEP_FREED_MEMORY=0`, and after the first call. Returns whether it acted.
- * The cost: the process keeps up to 60 MB of freed memory rather than giving it back.
+ * operator set those malloc thresholds themselves (`GLIBC_TUNABLES` with `glibc.malloc.mmap_threshold`,
+ * `trim_threshold`, `top_pad` or `mmap_max`, or the older `MALLOC_…_` variables), when
+ * `FRAMEWIRE_KEEP_FREED_MEMORY=0`, and after the first call. Returns whether it acted.
  */
 export function keepFreedMemory(env: NodeJS.ProcessEnv = process.env): boolean {
   if (done) return false;
   if (env.FRAMEWIRE_KEEP_FREED_MEMORY === '0') return false;
-  if (env.GLIBC_TUNABLES?.includes('glibc.malloc.')) return false;
+  if (TUNABLES.test(env.GLIBC_TUNABLES ?? '') || LEGACY.some((v) => env[v] !== undefined)) return false;
   done = true;
   // Allocated uninitialised (malloc, not calloc): mapped by glibc on its own, and freed at the next garbage
   // collection once unreachable, which raises the thresholds.

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { keepFreedMemory } from '../src/index.js';
 
-test('keepFreedMemory: not when told no or when GLIBC_TUNABLES sets malloc; otherwise once', () => {
+test('keepFreedMemory: not when told no or when the malloc thresholds are set; otherwise once', () => {
   assert.equal(keepFreedMemory({ FRAMEWIRE_KEEP_FREED_MEMORY: '0' }), false);
   assert.equal(keepFreedMemory({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=268435456' }), false);
   assert.equal(

@@ -101,16 +101,19 @@ export class Pull {
     this.#sub = nc.subscribe(this.#inbox, { callback: (err, m) => this.#arrived(err, m) });
     this.#watch = setInterval(() => this.#check(), Math.max(100, Math.floor(opts.heartbeatMs / 2)));
     this.#watch.unref();
-    // A reconnect: the server dropped the old connection's requests (their reply had no interest left),
-    // and what was on its way in the dead socket is gone. Ask afresh rather than wait for the watchdog.
+    // A reconnect ends this pull at once rather than at the watchdog: what was on its way in the dead
+    // socket is gone, and what is still asked for is not known any more (a server that stayed up keeps the
+    // old requests alive once the client subscribes to the inbox again; one that did not, dropped them).
+    // The caller's next pull has an inbox of its own; this one, stopping, still takes and gives back what
+    // its old requests bring, until they expired.
     const status = nc.status() as AsyncIterable<unknown> & { stop?: () => void };
     this.#status = status;
     void (async () => {
       for await (const s of status) {
-        if ((s as { type?: string }).type !== 'reconnect' || this.#stopping || this.#failure) continue;
-        this.#asked = 0;
-        this.#lastHeard = Date.now();
-        this.#topUp();
+        if ((s as { type?: string }).type !== 'reconnect') continue;
+        this.#fail(
+          new FramewireError('ERR_BUS_UNREACHABLE', `pull on ${subject}: the connection was re-established`),
+        );
       }
     })().catch(() => {});
     this.#topUp();
@@ -170,6 +173,10 @@ export class Pull {
       (code === 409 && /consumer deleted|push based|exceeded maxrequest/i.test(description))
     ) {
       // A request the server will never take (bad values, above the group's request limits), or no group.
+      // A refused request was never open: it has nothing to deliver.
+      if (code === 400 || /exceeded maxrequest/i.test(description)) {
+        this.#asked = Math.max(0, this.#asked - this.#opts.batch);
+      }
       this.#fail(
         new FramewireError('ERR_BUS_REFUSED', `pull on ${this.#subject}: ${code} ${description}`, {
           hint: 'check the group (consumer) on the bus and the pull options (batch, expiresMs, heartbeatMs)',
@@ -202,13 +209,14 @@ export class Pull {
       data: m.data,
       seq: info?.seq ?? 0,
       deliveryCount: info?.deliveryCount ?? 1,
-      ack: () => nc.publish(reply, '+ACK'),
+      ack: () => answer(nc, reply, '+ACK'),
       nak: (delayMs?: number) =>
-        nc.publish(
+        answer(
+          nc,
           reply,
           delayMs ? `-NAK ${JSON.stringify({ delay: Math.round(delayMs * NANOS) })}` : '-NAK',
         ),
-      term: () => nc.publish(reply, '+TERM'),
+      term: () => answer(nc, reply, '+TERM'),
     };
     if (this.#stopping) this.#held.push(d);
     else this.#queue.push(d);
@@ -234,7 +242,11 @@ export class Pull {
       this.#lastAsked = Date.now();
       this.#nc.publish(
         this.#subject,
-        JSON.stringify({ batch, expires: expiresMs * NANOS, idle_heartbeat: heartbeatMs * NANOS }),
+        JSON.stringify({
+          batch,
+          expires: Math.round(expiresMs * NANOS),
+          idle_heartbeat: Math.round(heartbeatMs * NANOS),
+        }),
         { reply: this.#inbox },
       );
     }
@@ -288,17 +300,33 @@ export class Pull {
     if (!this.#stopping || !this.#endDrain) return;
     const expired = Date.now() - this.#lastAsked > this.#opts.expiresMs + 500;
     if (this.#asked > 0 && !expired && !this.#nc.isClosed()) return;
-    clearInterval(this.#watch);
-    this.#status.stop?.();
-    for (const m of this.#held.splice(0)) m.nak();
-    this.#sub.unsubscribe();
     const end = this.#endDrain;
     this.#endDrain = undefined;
-    end();
+    try {
+      clearInterval(this.#watch);
+      this.#status.stop?.();
+      for (const m of this.#held.splice(0)) m.nak();
+      if (!this.#nc.isClosed()) this.#sub.unsubscribe();
+    } finally {
+      end();
+    }
   }
 
   #wakeUp(): void {
     for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+/**
+ * Answers a delivery (ack, nak, term). On a closed connection there is no one to tell: JetStream delivers it
+ * again after ack_wait, so the answer is dropped rather than thrown at the sink loop.
+ */
+function answer(nc: NatsConnection, reply: string, text: string): void {
+  if (nc.isClosed()) return;
+  try {
+    nc.publish(reply, text);
+  } catch {
+    // Closed or draining between the check and the publish: as above.
   }
 }
 

@@ -240,6 +240,59 @@ test('a connection closed under a pull: next() rejects with ERR_BUS_UNREACHABLE,
   await pull.stop();
 });
 
+test('a reconnect ends the pull at once; its old requests stay served until the stop gives back what they bring', {
+  skip,
+  timeout: 60_000,
+}, async () => {
+  const own = await connect({ servers: server!.url, reconnectTimeWait: 50 });
+  const subject = await setUp('RECON', 0);
+  const jsm = await jetstreamManager(nc);
+  const pull = new Pull(own, subject, opts);
+  const next = pull.next();
+  next.catch(() => {});
+  await new Promise((r) => setTimeout(r, 200));
+  await own.reconnect();
+  // The server stayed up: once the client subscribes to the inbox again, the old requests are alive, and
+  // what is asked for is not known any more. The pull ends rather than guess.
+  await assert.rejects(next, { code: 'ERR_BUS_UNREACHABLE', message: /re-established/ });
+  const stopped = pull.stop();
+  for (let i = 0; i < 16; i++) await jetstream(nc).publish('RECON.x', Buffer.from([i]));
+  await stopped;
+  // Everything published while it stopped is there for the next pull at once, each message once.
+  const again = new Pull(nc, subject, opts);
+  const seqs: number[] = [];
+  const t0 = Date.now();
+  while (seqs.length < 16) {
+    const m = await again.next();
+    assert.ok(m);
+    assert.ok(!seqs.includes(m.seq), `message ${m.seq} came twice`);
+    seqs.push(m.seq);
+    m.ack();
+  }
+  await again.stop();
+  assert.ok(Date.now() - t0 < 10_000, `the rest came in ${Date.now() - t0} ms, not after ack_wait`);
+  await nc.flush();
+  assert.equal((await jsm.consumers.info('RECON', 'g')).num_ack_pending, 0);
+  await own.close();
+});
+
+test('a connection closed while a stop holds deliveries: the stop still ends, and answers do not throw', {
+  skip,
+  timeout: 30_000,
+}, async () => {
+  const own = await connect({ servers: server!.url });
+  const subject = await setUp('HOLD', 50, 120_000);
+  const pull = new Pull(own, subject, opts);
+  const first = await pull.next();
+  assert.ok(first);
+  const stopped = pull.stop();
+  await own.close();
+  await stopped;
+  first.ack(); // no one to tell: dropped, not thrown
+  first.nak();
+  first.term();
+});
+
 test('a server restart under a waiting pull: the missed heartbeats end it with ERR_BUS_UNREACHABLE', {
   skip,
   timeout: 60_000,
