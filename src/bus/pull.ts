@@ -192,7 +192,10 @@ export class Pull {
       return;
     }
     // 503 no responders (no JetStream leader yet), 409 max waiting or anything else: this pull is over;
-    // the caller makes a new one after a pause.
+    // the caller makes a new one after a pause. A request refused for max waiting was never open.
+    if (code === 409 && /exceeded maxwaiting/i.test(description)) {
+      this.#asked = Math.max(0, this.#asked - this.#opts.batch);
+    }
     this.#fail(
       new FramewireError('ERR_BUS_UNREACHABLE', `pull on ${this.#subject}: ${code} ${description}`.trim()),
     );
