@@ -10,6 +10,8 @@ and a JPEG; send_image sends {"msg": TEXT, "dtype": ..., "shape": [...]} and a C
                                     REP hub (ImageHub): binds, prints PORT, saves each message atomically
                                     under OUT/<msg>/<fw.name or its number>, answers b'OK'. --die-after N:
                                     exits abruptly after saving message N, before answering it.
+                                    --count N: exits once N distinct files are saved (a resent frame
+                                    counts once).
                                     --plain 1: writes OUT/<msg>/<n>.jpg with open/write, as a typical
                                     ImageZMQ hub does (the benchmark's baseline).
   peer.py sub URL OUT --count N     SUB hub: connects, saves N messages, exits
@@ -121,7 +123,7 @@ def save(out_dir, md, data, number, plain=False):
         # What a typical ImageZMQ hub does: open, write, close.
         with open(os.path.join(folder, name), "wb") as f:
             f.write(data)
-        return
+        return os.path.join(folder, name)
     if "dtype" in md:
         a = np.frombuffer(data, dtype=md["dtype"]).reshape(md["shape"])
         name += ".npy"
@@ -134,6 +136,7 @@ def save(out_dir, md, data, number, plain=False):
             f.write(data)
     # A resent frame lands on the same name: saved once, however often it arrives.
     os.replace(tmp, os.path.join(folder, name))
+    return os.path.join(folder, name)
 
 
 def rep(url, out_dir, die_after, count, plain):
@@ -142,15 +145,18 @@ def rep(url, out_dir, die_after, count, plain):
     s.setsockopt(zmq.LINGER, 0)
     bind(s, url)
     n = 0
-    while count is None or n < count:
+    saved = set()
+    # --count counts distinct files: a sender resending a frame whose answer came late (a slow machine)
+    # must not end the hub before every frame is in.
+    while count is None or len(saved) < count:
         parts = s.recv_multipart()
         n += 1
         md = json.loads(parts[0])
-        save(out_dir, md, parts[1], n - 1, plain)
+        saved.add(save(out_dir, md, parts[1], n - 1, plain))
         if die_after is not None and n >= die_after:
             os._exit(3)
         s.send(b"OK")
-    out({"received": n})
+    out({"received": n, "files": len(saved)})
     s.close()
 
 

@@ -185,7 +185,11 @@ describe('framewire sender → Python ImageZMQ hubs', () => {
       assert.equal(await first.wait(), 3, first.stderr);
       await new Promise((r) => setTimeout(r, 700));
       second = new Peer(['rep', `tcp://127.0.0.1:${port}`, out, '--count', '8']);
-      assert.equal(await sending, 0, `${io.err()}\nsecond hub: ${second.stderr}`);
+      assert.equal(
+        await sending,
+        0,
+        `${io.err()}\nsecond hub: ${JSON.stringify(second.lines)} ${second.stderr} exit ${second.child.exitCode}`,
+      );
       assert.match(io.err(), /sent again after a reply did not come in time/);
       assert.equal(await second.wait(), 0, second.stderr);
       await assertSame(join(out, 'cam2'), files);
