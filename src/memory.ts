@@ -24,7 +24,8 @@ let done = false;
  * Makes glibc keep freed memory for reuse (see above); the CLI calls it at start. Does nothing when the
  * operator set those malloc thresholds themselves (`GLIBC_TUNABLES` with `glibc.malloc.mmap_threshold`,
  * `trim_threshold`, `top_pad` or `mmap_max`, or the older `MALLOC_…_` variables), when
- * `FRAMEWIRE_KEEP_FREED_MEMORY=0`, and after the first call. Returns whether it acted.
+ * `FRAMEWIRE_KEEP_FREED_MEMORY=0`, and after a call that acted. Returns whether it acted. The block is freed,
+ * and the thresholds raised, at the next garbage collection.
  */
 export function keepFreedMemory(env: NodeJS.ProcessEnv = process.env): boolean {
   if (done) return false;
