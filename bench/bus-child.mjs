@@ -7,6 +7,7 @@ import {
   JetStreamSink,
   JetStreamSource,
   keepFreedMemory,
+  noIncrementalMarking,
   OnceFolderSink,
 } from '../dist/index.js';
 import { guard, makePool, readConfig, tell, whenParentSays } from './lib.mjs';
@@ -15,6 +16,7 @@ const cfg = readConfig();
 guard(cfg.role, cfg.deadlineMs);
 // Each end stands for a CLI command (serve, send, consume), and the CLI does this at start (src/memory.ts).
 keepFreedMemory();
+noIncrementalMarking();
 
 /** --fsync, and --write-concurrency 1 for the rows whose sink is the bottleneck. */
 function folderOptions() {

@@ -41,7 +41,7 @@ export {
 } from './diagnostics.js';
 export { BUILTIN_ENDPOINTS, createServer } from './endpoints.js';
 export { ErrorCode, FramewireError, isErrorCode } from './errors.js';
-export { keepFreedMemory } from './memory.js';
+export { keepFreedMemory, noIncrementalMarking } from './memory.js';
 export { checkFileName, checkStreamName } from './names.js';
 export {
   CONTENT_TYPES,

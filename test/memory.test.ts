@@ -1,10 +1,11 @@
 /**
- * keepFreedMemory (src/memory.ts): acts once, and not when the operator chose malloc settings or said no.
- * What it is for (fewer page faults per frame) is measured in the benchmark (docs/benchmarks.md), not here.
+ * keepFreedMemory and noIncrementalMarking (src/memory.ts): act once, and not when the operator chose otherwise.
+ * What they are for (fewer page faults, fewer collections per frame) is measured in the benchmark
+ * (docs/benchmarks.md), not here.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { keepFreedMemory } from '../src/index.js';
+import { keepFreedMemory, noIncrementalMarking } from '../src/index.js';
 
 test('keepFreedMemory: not when told no or when the malloc thresholds are set; otherwise once', () => {
   assert.equal(keepFreedMemory({ FRAMEWIRE_KEEP_FREED_MEMORY: '0' }), false);
@@ -15,4 +16,12 @@ test('keepFreedMemory: not when told no or when the malloc thresholds are set; o
     'other tunables leave it on',
   );
   assert.equal(keepFreedMemory({}), false, 'the second time it does nothing');
+});
+
+test('noIncrementalMarking: not when told no or when node was given a flag about it; otherwise once', () => {
+  assert.equal(noIncrementalMarking({ FRAMEWIRE_INCREMENTAL_MARKING: '1' }, []), false);
+  assert.equal(noIncrementalMarking({}, ['--incremental-marking']), false);
+  assert.equal(noIncrementalMarking({}, ['--no-incremental-marking']), false);
+  assert.equal(noIncrementalMarking({}, ['--trace-gc']), true);
+  assert.equal(noIncrementalMarking({}, []), false, 'the second time it does nothing');
 });

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /** Entry point of the `framewire` command: runs the CLI and turns Ctrl-C into a clean stop. */
-import { keepFreedMemory } from '../memory.js';
+import { keepFreedMemory, noIncrementalMarking } from '../memory.js';
 import { run } from './run.js';
 
-// Frame buffers reuse freed memory instead of fresh pages (src/memory.ts).
+// Frame buffers reuse freed memory instead of fresh pages, and V8 does not start a marking cycle every few
+// dozen frames (src/memory.ts).
 keepFreedMemory();
+noIncrementalMarking();
 
 const controller = new AbortController();
 let interrupted = 0;
