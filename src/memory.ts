@@ -41,7 +41,8 @@ export function keepFreedMemory(env: NodeJS.ProcessEnv = process.env): boolean {
   return true;
 }
 
-let marking = false;
+/** Whether noIncrementalMarking() turned it off already. */
+let markingOff = false;
 
 /**
  * Turns V8's incremental marking off for this process; the CLI calls it at start. A receiver's heap is small
@@ -58,10 +59,10 @@ export function noIncrementalMarking(
   env: NodeJS.ProcessEnv = process.env,
   execArgv: readonly string[] = process.execArgv,
 ): boolean {
-  if (marking) return false;
+  if (markingOff) return false;
   if (env.FRAMEWIRE_INCREMENTAL_MARKING === '1') return false;
   if (execArgv.some((a) => /^--(no-)?incremental[-_]marking/.test(a))) return false;
-  marking = true;
+  markingOff = true;
   setFlagsFromString('--no-incremental-marking');
   return true;
 }

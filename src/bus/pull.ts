@@ -8,8 +8,9 @@
  * - `consume()` is fast, but its `stop()` drops the deliveries already on their way, so they come back only
  *   after `ack_wait` (30 s by default).
  *
- * Here a stop asks for nothing more and waits until every open request has ended (filled, or expired after
- * `expiresMs`), giving back (`-NAK`) every delivery that arrives meanwhile; nothing is left to ack_wait.
+ * Here a stop asks for nothing more, holds what arrives, and once every open request has ended (filled, or
+ * expired after `expiresMs`) gives it all back (`-NAK`); nothing is left to ack_wait. Given back earlier, a
+ * delivery would come straight back to one of our own open requests.
  *
  * The protocol (nats-server's `$JS.API.CONSUMER.MSG.NEXT`): a request `{batch, expires, idle_heartbeat}`
  * (times in ns) published with our inbox as reply. The server hands deliveries to its open requests in
@@ -75,6 +76,8 @@ export class Pull {
   readonly #subject: string;
   readonly #opts: PullOptions;
   readonly #inbox: string;
+  /** The body of every pull request (the same for each). */
+  readonly #request: string;
   readonly #sub: Subscription;
   readonly #queue: Pulled[] = [];
   /** Deliveries asked for and not yet come: the open requests' sum (see the top of this file). */
@@ -98,6 +101,11 @@ export class Pull {
     this.#subject = subject;
     this.#opts = { ...opts };
     this.#inbox = nats().core.createInbox();
+    this.#request = JSON.stringify({
+      batch: opts.batch,
+      expires: Math.round(opts.expiresMs * NANOS),
+      idle_heartbeat: Math.round(opts.heartbeatMs * NANOS),
+    });
     this.#sub = nc.subscribe(this.#inbox, { callback: (err, m) => this.#arrived(err, m) });
     this.#watch = setInterval(() => this.#check(), Math.max(100, Math.floor(opts.heartbeatMs / 2)));
     this.#watch.unref();
@@ -238,20 +246,12 @@ export class Pull {
   /** Keeps `requests` batches asked for or waiting in the queue. */
   #topUp(): void {
     if (this.#stopping || this.#failure || this.#nc.isClosed()) return;
-    const { batch, requests, expiresMs, heartbeatMs } = this.#opts;
+    const { batch, requests } = this.#opts;
     while (this.#asked + this.#queue.length <= batch * (requests - 1)) {
       if (this.#asked === 0) this.#lastHeard = Date.now();
       this.#asked += batch;
       this.#lastAsked = Date.now();
-      this.#nc.publish(
-        this.#subject,
-        JSON.stringify({
-          batch,
-          expires: Math.round(expiresMs * NANOS),
-          idle_heartbeat: Math.round(heartbeatMs * NANOS),
-        }),
-        { reply: this.#inbox },
-      );
+      this.#nc.publish(this.#subject, this.#request, { reply: this.#inbox });
     }
   }
 

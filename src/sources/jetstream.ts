@@ -444,8 +444,9 @@ export class JetStreamSource implements AsyncIterable<BusDelivery> {
   }
 
   /**
-   * Stops pulling: the iteration ends after the delivery in hand and the pull in flight (at most
-   * `expiresMs`); deliveries taken but not handed out are given back (nak).
+   * Stops pulling: the iteration ends after the delivery in hand; deliveries taken but not handed out, and
+   * what the open pull requests still bring, are given back (nak) once those requests end (normally at
+   * their expiry, at most about `expiresMs` + 1 s).
    */
   stop(): void {
     this.#closed = true;
