@@ -30,9 +30,15 @@ import { freePort } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = process.env.BENCH_CLI || join(here, '..', 'dist', 'cli', 'main.js');
+const PLAIN = join(here, 'plain-folder.mjs');
 
 export const FOLDER_ROWS = [
   { id: 'fw-tcp', label: 'framewire send → serve --out (tcp://)', tool: 'framewire', scheme: 'tcp' },
+  {
+    id: 'node-plain',
+    label: 'floor: plain Node socket, length|name|bytes, writeSync per piece',
+    tool: 'plain',
+  },
   { id: 'rsync', label: 'rsync daemon (rsync -a to rsync://127.0.0.1)', tool: 'rsync' },
   { id: 'tar-socat', label: 'tar -c | socat → socat | tar -x (one TCP connection)', tool: 'socat' },
   { id: 'fw-udp-1200', label: 'framewire udp:// --mtu 1200', tool: 'framewire', scheme: 'udp', mtu: 1200 },
@@ -229,6 +235,28 @@ async function runFramewire(row, src, dst) {
   }
 }
 
+/** The plain-Node floor (bench/plain-folder.mjs): timed by its sender from connect to the receiver's answer. */
+async function runPlain(_row, src, dst) {
+  const rx = await start(process.execPath, [PLAIN, 'recv', dst], { ready: (t) => /listening \d+/.test(t) });
+  try {
+    const port = Number(/listening (\d+)/.exec(rx.out())[1]);
+    const before = procUsage(rx.child.pid);
+    const { out } = await timed(process.execPath, [PLAIN, 'send', String(port), src]);
+    const after = procUsage(rx.child.pid);
+    const m = /in ([\d.]+) s/.exec(out);
+    if (!m) throw new Error(`plain sender: ${out}`);
+    return {
+      ms: Number(m[1]) * 1000,
+      net: true,
+      rxCpuMs: after && before ? after.cpuMs - before.cpuMs : undefined,
+      rxHwmMB: after?.hwmMB,
+      dstDir: dst,
+    };
+  } finally {
+    await stop(rx);
+  }
+}
+
 async function runRsync(_row, src, dst, work) {
   const port = await freePort();
   const conf = join(work, 'rsyncd.conf');
@@ -314,7 +342,13 @@ async function runSrt(row, src, dst, work) {
   }
 }
 
-const RUNNERS = { framewire: runFramewire, rsync: runRsync, socat: runTarSocat, srt: runSrt };
+const RUNNERS = {
+  framewire: runFramewire,
+  plain: runPlain,
+  rsync: runRsync,
+  socat: runTarSocat,
+  srt: runSrt,
+};
 
 function placeDirs() {
   const places = (process.env.BENCH_FOLDER_PLACES ?? 'shm,disk').split(',').map((s) => s.trim());
@@ -362,6 +396,7 @@ export async function runFolderBench() {
   const repeat = Math.max(1, Number(process.env.BENCH_FOLDER_REPEAT) || 1);
   const tools = {
     framewire: true,
+    plain: true,
     rsync: hasCommand('rsync'),
     socat: hasCommand('socat') && hasCommand('tar'),
     srt: hasCommand('srt-file-transmit'),
@@ -369,6 +404,7 @@ export async function runFolderBench() {
   const rows = FOLDER_ROWS.filter((r) => (!wanted || wanted.has(r.id)) && tools[r.tool]);
   const starts = {
     framewire: 0,
+    plain: 0,
     rsync: await startCost('rsync', ['--version']),
     socat: 0,
     srt: await startCost('srt-file-transmit', ['-version']).catch(() => 0),

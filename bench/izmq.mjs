@@ -1,7 +1,9 @@
 // ImageZMQ rows of the benchmark: a Python REQ sender (pyzmq, like ImageZMQ's ImageSender.send_jpg) of
 // 123 KB JPEGs into (a) a Python pyzmq REP hub that writes each file, the way ImageZMQ hubs usually do
 // (open, write, close), (b) the same hub writing each file atomically (temporary file + rename, as
-// framewire does), and (c) `framewire serve --listen izmq://… --out DIR`, in the same run. One reply per
+// framewire does), (c) the floor for any Node hub: the npm `zeromq` binding framewire uses, with nothing
+// but receive, writeFileSync and reply (bench/izmq-floor-hub.mjs), and (d) `framewire serve --listen
+// izmq://… --out DIR`, in the same run. One reply per
 // frame (REQ/REP), so each row is the round trip plus the hub's write. The sender and the hub are separate
 // processes on 127.0.0.1; the sender times N-1 frames after a first round trip (connecting is not timed).
 //
@@ -21,6 +23,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const PEER = join(root, 'test', 'compat', 'imagezmq', 'peer.py');
 const CLI = join(root, 'dist', 'cli', 'main.js');
+const FLOOR = join(here, 'izmq-floor-hub.mjs');
 const FRAME = 123_000;
 /** Node options for the framewire hub, e.g. BENCH_IZMQ_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const NODE_ARGS = (process.env.BENCH_IZMQ_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -37,6 +40,11 @@ export const IZMQ_ROWS = [
     label: 'Python pyzmq REP hub, temp file + rename',
     hub: 'python',
     plain: false,
+  },
+  {
+    id: 'izmq-node-floor',
+    label: 'floor: Node zeromq REP hub, receive + writeFileSync + reply only',
+    hub: 'floor',
   },
   { id: 'izmq-framewire', label: 'framewire serve --listen izmq:// --out', hub: 'framewire' },
 ];
@@ -148,6 +156,13 @@ async function runRow(row, py, jpgPath, frames, tmpParent) {
         'python hub',
       );
       port = Number((await hub.line(/"port": (\d+)/))[1]);
+    } else if (row.hub === 'floor') {
+      hub = start(
+        process.execPath,
+        [...NODE_ARGS, FLOOR, 'tcp://127.0.0.1:0', out, String(frames)],
+        'node floor hub',
+      );
+      port = Number((await hub.line(/"port":(\d+)/))[1]);
     } else {
       hub = start(
         process.execPath,
@@ -164,7 +179,7 @@ async function runRow(row, py, jpgPath, frames, tmpParent) {
     const m = await sender.line(/"seconds": ([\d.e-]+)/, 180_000);
     const seconds = Number(m[1]);
     await sender.exited;
-    if (row.hub === 'python') await hub.exited;
+    if (row.hub !== 'framewire') await hub.exited;
     else {
       hub.child.kill('SIGINT');
       await hub.exited;
