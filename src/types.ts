@@ -97,6 +97,15 @@ export interface Sink {
    * the smallest value of all its sinks that have `frame()`.
    */
   readonly frameConcurrency?: number;
+  /**
+   * True when the sink uses `frame.data` only until its `frame()` settled and keeps no reference to it
+   * afterwards (it copies what it keeps). When every sink of a receiver says so, and no 'frame' listener or
+   * diagnostics subscriber is there, the receiver uses a frame's buffer again for a later frame instead of
+   * leaving it to the garbage collector (fewer page faults: docs/benchmarks.md, "Frame buffers used again").
+   * Say it only when it holds on every path, failures included: a buffer used again while a sink still
+   * reads it would corrupt what the sink stores. Default false.
+   */
+  readonly borrowsFrameData?: boolean;
   message?(message: ReceivedMessage): Promise<void> | void;
   close?(): Promise<void> | void;
 }

@@ -14,6 +14,7 @@ import { JetStreamSink } from '../sinks/jetstream.js';
 import { SyncSink } from '../sinks/sync.js';
 import { createViewer, parseHostPort, type ViewerSink } from '../sinks/viewer.js';
 import { parseSyncStreams } from '../sync/frames.js';
+import type { ReceivedFrame } from '../types.js';
 import { given, schemeOf } from './applicability.js';
 import {
   abortPromise,
@@ -285,6 +286,16 @@ async function serveCommand(
       sinks.push(syncSink);
       viewer?.addSync(syncSink);
     }
+    // Frames stored, per stream, for the summary at exit: counted by a last sink (it sees a frame once the
+    // sinks before it stored it), not a 'frame' listener, so that frame buffers can be used again.
+    const counts = new Map<string, number>();
+    sinks.push({
+      frameConcurrency: 1024,
+      borrowsFrameData: true,
+      frame: (f: ReceivedFrame) => {
+        counts.set(f.stream.name, (counts.get(f.stream.name) ?? 0) + 1);
+      },
+    });
     const cert = readPem('--cert', opts.cert);
     const key = readPem('--key', opts.key);
     const ca = readPem('--ca', opts.ca);
@@ -303,7 +314,6 @@ async function serveCommand(
     });
     // The viewer's /ws also takes framewire senders (the capture page): one origin for the browser.
     viewer?.takeSenders(webSocketSenders(server));
-    const counts = new Map<string, number>();
     server.on('connection', (c) => log(`connected: ${c.remote} (${c.client})`));
     server.on('disconnect', (c, err) => log(`disconnected: ${c.remote}${err ? ` (${err.message})` : ''}`));
     server.on('stream', (s, { next }) =>
@@ -311,7 +321,6 @@ async function serveCommand(
         `stream ${s.name} (${s.kind}, ${s.mode}) from ${s.sender}${next > 0 ? `, resuming at frame ${next}` : ''}`,
       ),
     );
-    server.on('frame', (f) => counts.set(f.stream.name, (counts.get(f.stream.name) ?? 0) + 1));
     server.on('frame-error', (e) => log(`${isRefusal(e.code) ? 'refused' : 'dropped'}: ${e.message}`));
     server.on('warning', (e) => log(`warning: ${e.message}`));
     server.on('message', (m) => {

@@ -3,6 +3,10 @@
  * come out through the callback. State is kept between chunks; it slices views of the input and copies only
  * when a header, head or payload straddles chunks. Lengths are checked against the limits before anything
  * is allocated, so memory stays bounded by the limits whatever a peer announces.
+ *
+ * `writeLent(chunk)` takes bytes that are only lent for the call (a socket's one read buffer, reused for
+ * the next read): whatever the decoder keeps of them (a frame's payload, the start of a message) is copied
+ * before it returns.
  */
 import { type ErrorCode, FramewireError } from '../errors.js';
 import {
@@ -25,6 +29,7 @@ import {
   PROTOCOL_VERSION,
 } from './constants.js';
 import { crc32 } from './crc.js';
+import type { FrameBufferPool } from './frame-buffers.js';
 import { type Message, readU64 } from './messages.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -92,6 +97,12 @@ export interface DecoderOptions {
    * accepted only then.
    */
   verifyCrc?: boolean;
+  /**
+   * Where the buffers of messages gathered from several chunks (and of frame payloads copied out of lent
+   * chunks) come from; the receiver gives a frame's buffer back once done with it. Default: a new buffer
+   * each time.
+   */
+  frameBuffers?: FrameBufferPool | undefined;
 }
 
 export class Decoder implements DecoderIntake {
@@ -114,14 +125,23 @@ export class Decoder implements DecoderIntake {
   private budget: PartialBudget | undefined;
   /** Bytes of the current message taken from the budget. */
   private held = 0;
+  /** During writeLent(): the memory of the lent chunk, which nothing may keep after the call. */
+  private lent: ArrayBufferLike | undefined;
 
   /** Whether frame payloads are checked against their CRC32; see {@link DecoderOptions.verifyCrc}. */
   readonly verifyCrc: boolean;
+  private readonly pool: FrameBufferPool | undefined;
 
   constructor(onMessage: MessageHandler, limits: Partial<Limits> = {}, options: DecoderOptions = {}) {
     this.onMessage = onMessage;
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.verifyCrc = options.verifyCrc ?? true;
+    this.pool = options.frameBuffers;
+  }
+
+  /** A buffer of `n` bytes for a message (or payload) being gathered. */
+  private alloc(n: number): Buffer {
+    return this.pool ? this.pool.take(n) : Buffer.allocUnsafe(n);
   }
 
   /**
@@ -186,6 +206,44 @@ export class Decoder implements DecoderIntake {
   write(chunk: Buffer): void {
     if (this.failed) throw this.failed;
     if (chunk.length === 0) return;
+    this.feed(chunk);
+  }
+
+  /**
+   * As {@link write}, for bytes lent only for the call: frame payloads in `chunk` are copied before they
+   * reach the handler, and the start of a message it leaves unfinished is copied (into a buffer of the
+   * message's announced size, once its header is read), so nothing refers to `chunk` afterwards.
+   */
+  writeLent(chunk: Buffer): void {
+    if (this.failed) throw this.failed;
+    if (chunk.length === 0) return;
+    this.lent = chunk.buffer;
+    try {
+      this.feed(chunk);
+      if (this.buffered > 0 && this.assembly === undefined) this.keepLent();
+    } finally {
+      this.lent = undefined;
+    }
+  }
+
+  private copyOut(b: Buffer): Buffer {
+    const out = this.alloc(b.length);
+    b.copy(out);
+    return out;
+  }
+
+  /** Copies what is held of an unfinished message out of the lent chunk. */
+  private keepLent(): void {
+    if (this.chunks.every((c) => c.buffer !== this.lent)) return;
+    if (this.type === -1) {
+      // Less than a header: a few bytes.
+      this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+    } else {
+      this.startAssembly(this.headLen + this.bodyLen);
+    }
+  }
+
+  private feed(chunk: Buffer): void {
     try {
       let rest = chunk;
       if (this.assembly !== undefined) {
@@ -258,9 +316,9 @@ export class Decoder implements DecoderIntake {
     }
   }
 
-  /** Moves the held bytes of the current message (all of them: it is incomplete) into one buffer. */
+  /** Moves the held bytes of the current message (all of them: it is incomplete) into one buffer (owned). */
   private startAssembly(total: number): void {
-    const a = Buffer.allocUnsafe(total);
+    const a = this.alloc(total);
     let filled = 0;
     for (const c of this.chunks) filled += c.copy(a, filled);
     this.chunks = [];
@@ -286,7 +344,7 @@ export class Decoder implements DecoderIntake {
       this.chunks.shift();
       return first;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = this.alloc(n);
     let filled = 0;
     // Chunks used up are dropped with one splice at the end: a shift() per chunk is quadratic when a
     // large frame arrives in many small chunks.
@@ -419,7 +477,11 @@ export class Decoder implements DecoderIntake {
       case MessageType.BYE:
         return { type, body: parseObject(body, 'BYE body') as never };
       case MessageType.FRAME:
-        return { type, frame: this.parseFrame(flags, head, body) };
+        // A payload in a lent chunk is copied: the handler and the sinks may keep it.
+        return {
+          type,
+          frame: this.parseFrame(flags, head, body.buffer === this.lent ? this.copyOut(body) : body),
+        };
       case MessageType.MESSAGE: {
         const seq = u64(head, 0, 'message seq');
         const refSeq = u64(head, 8, 'referenced seq');

@@ -194,6 +194,8 @@ export abstract class SessionDelivery implements RecordOwner {
           }
         }
         s.record.durableNext = f.seq + 1;
+        // Stored (or refused by a sink): the sinks are done with its bytes.
+        if (!head.refused) this.server.releaseFrameData(f.payload);
         if (refused) {
           this.sendError(refused.code, refused.message, { stream: s.id, seq: f.seq });
           this.server.emit('frame-error', refused);

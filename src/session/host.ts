@@ -44,6 +44,8 @@ export interface ReceiverHost extends ReceiverInfo {
   notePending(delta: number): void;
   /** Stores a frame in every sink; undefined when that happened at once. */
   deliverFrameFast(frame: ReceivedFrame): Promise<void> | undefined;
+  /** The sinks are done with a frame: its buffer may be used again (FramewireServer.releaseFrameData). */
+  releaseFrameData(data: Buffer): void;
   deliverMessage(message: ReceivedMessage): Promise<void>;
   /** Claims a stream for a session, waiting for a previous owner to settle. */
   claim(

@@ -15,6 +15,7 @@ import { channels } from '../diagnostics.js';
 import { FramewireError, toFramewireError } from '../errors.js';
 import { DEFAULT_LIMITS, type Limits, MessageType } from '../protocol/constants.js';
 import { PartialBudget } from '../protocol/decoder.js';
+import { FrameBufferPool } from '../protocol/frame-buffers.js';
 import { encodeControl, type StreamDecl } from '../protocol/messages.js';
 import { knownSchemes, parseEndpoint, transportFor } from '../transports/index.js';
 import type { Connection, Listener, TlsServerOptions } from '../transports/types.js';
@@ -129,6 +130,10 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
   private pending = 0;
   /** @internal What the decoders of all connections hold of messages still arriving. */
   readonly partialBudget: PartialBudget;
+  /** @internal Buffers of frame payloads, given back by releaseFrameData() and used again. */
+  readonly frameBuffers = new FrameBufferPool();
+  /** Payloads that 'frame' listeners or diagnostics subscribers saw: they may keep them. */
+  readonly #shared = new WeakSet<Buffer>();
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -192,6 +197,7 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
             tlsServer: this.options.tls,
             verifyCrc: this.options.verifyCrc,
             token: this.options.token,
+            frameBuffers: this.frameBuffers,
           },
           (conn) => this.accept(conn),
         );
@@ -302,7 +308,20 @@ export class FramewireServer extends EventEmitter<ServerEvents> implements Recei
     return undefined;
   }
 
+  /**
+   * @internal A frame's sinks are done with it (its storing settled): its buffer goes back to the decoders'
+   * pool when nothing can still hold it, i.e. every sink with frame() borrows frame data only for the call
+   * (Sink.borrowsFrameData) and no 'frame' listener or diagnostics subscriber saw it. Otherwise the buffer is
+   * left to the garbage collector, as any other.
+   */
+  releaseFrameData(data: Buffer): void {
+    if (this.#shared.has(data)) return;
+    for (const sink of this.sinks) if (sink.frame && sink.borrowsFrameData !== true) return;
+    this.frameBuffers.give(data);
+  }
+
   private announceFrame(frame: ReceivedFrame): void {
+    if (channels.frame.hasSubscribers || this.listenerCount('frame') > 0) this.#shared.add(frame.data);
     if (channels.frame.hasSubscribers) channels.frame.publish({ server: this, frame });
     try {
       this.emit('frame', frame);

@@ -155,6 +155,12 @@ export class FolderSink implements Sink {
   readonly outDir: string;
   /** Frames of one stream the receiver may hand in before earlier ones resolved: `writeConcurrency`. */
   readonly frameConcurrency: number;
+  /**
+   * A frame's bytes are read only while its frame() is pending: its file is written (and compared, for a
+   * name already taken) before the promise settles, on every path (StreamWriter settles an entry only after
+   * its own write ended), and latest.jpg is made from the saved file, not from the bytes.
+   */
+  readonly borrowsFrameData = true;
   readonly #fsync: boolean;
   readonly #onError: ((err: FramewireError) => void) | undefined;
   readonly #latest: boolean;

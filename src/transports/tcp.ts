@@ -104,8 +104,14 @@ export const tcpTransport: Transport = {
     return new StreamConnection(socket, options.limits);
   },
   listen(url: URL, options: TransportOptions, onConnection: (conn: Connection) => void): Promise<Listener> {
-    const server = net.createServer((socket) =>
-      onConnection(new StreamConnection(socket, options.limits, options.verifyCrc ?? true)),
+    // Paused until StreamConnection.accept() gave the socket its reading (one buffer shared by all).
+    const server = net.createServer({ pauseOnConnect: true }, (socket) =>
+      onConnection(
+        StreamConnection.accept(socket, options.limits, {
+          verifyCrc: options.verifyCrc ?? true,
+          frameBuffers: options.frameBuffers,
+        }),
+      ),
     );
     return listenServer(server, url, 'tcp');
   },

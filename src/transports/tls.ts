@@ -78,7 +78,7 @@ export const tlsTransport: Transport = {
         'secureConnect',
       );
       // TLS 1.3 sends a refusal (no or a wrong client certificate) after the handshake: ERR_TLS, not a drop.
-      return new StreamConnection(socket, options.limits, true, (e) => tlsError(e, target));
+      return new StreamConnection(socket, options.limits, {}, (e) => tlsError(e, target));
     } catch (err) {
       const cause = (err as FramewireError).cause as NodeJS.ErrnoException | undefined;
       throw (cause && tlsError(cause, target)) ?? err;
@@ -102,7 +102,13 @@ export const tlsTransport: Transport = {
         rejectUnauthorized: !!t.requestCert,
         minVersion: 'TLSv1.2',
       },
-      (socket) => onConnection(new StreamConnection(socket, options.limits, options.verifyCrc ?? true)),
+      (socket) =>
+        onConnection(
+          new StreamConnection(socket, options.limits, {
+            verifyCrc: options.verifyCrc ?? true,
+            frameBuffers: options.frameBuffers,
+          }),
+        ),
     );
     // A failed TLS handshake (wrong CA, plain TCP client) must not reach the process: log-free drop.
     server.on('tlsClientError', () => {});

@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import type { FramewireError } from '../errors.js';
 import type { Limits } from '../protocol/constants.js';
 import type { DecoderIntake } from '../protocol/decoder.js';
+import type { FrameBufferPool } from '../protocol/frame-buffers.js';
 import type { Encoded, Message } from '../protocol/messages.js';
 
 /**
@@ -86,6 +87,8 @@ export interface TransportOptions {
   tlsServer?: TlsServerOptions | undefined;
   /** Receivers: check frame CRCs in the decoder (default true). */
   verifyCrc?: boolean | undefined;
+  /** Receivers: where the decoders take the buffers of large messages (the server's, used again). */
+  frameBuffers?: FrameBufferPool | undefined;
   tlsClient?: TlsClientOptions | undefined;
   /**
    * The shared token of the session (both sides). udp:// seals every datagram with keys derived from it and
