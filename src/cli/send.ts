@@ -12,6 +12,7 @@ import {
   type StreamKind,
   type StreamMode,
 } from '../index.js';
+import { FrameBufferPool } from '../protocol/frame-buffers.js';
 import {
   describeFfmpeg,
   type FfmpegSource,
@@ -226,6 +227,16 @@ async function sendCommand(
     let total: { frames: number; bytes: number } | undefined;
     let what: string;
     let files: readonly string[] | undefined;
+    // Files sent reliably over tcp:// or tls:// are read into buffers used again: the client keeps a frame
+    // until the receiver acknowledged it (to send it again after a reconnect) and drops it then, so an
+    // acknowledged frame's buffer goes back for a later file (below, on 'ack'). Other transports and live
+    // streams keep a new buffer per file.
+    const readBuffers =
+      !viaFfmpeg && (opts.mode ?? 'reliable') === 'reliable' && ['tcp', 'tls'].includes(schemeOf(opts.to))
+        ? new FrameBufferPool()
+        : undefined;
+    /** Buffers of frames sent and not acknowledged yet, by sequence number, in sending order. */
+    const unacked = new Map<number, Buffer>();
     if (viaFfmpeg) {
       video = ffmpegSource(first, {
         ...(opts.size === undefined ? {} : { size: opts.size }),
@@ -248,6 +259,7 @@ async function sendCommand(
         fps: opts.fps,
         loop: !!opts.loop,
         signal: stop.signal,
+        frameBuffers: readBuffers,
       }).open();
       frames = opened;
       files = opened.files;
@@ -301,7 +313,11 @@ async function sendCommand(
         log(`resuming: the receiver holds ${Math.min(held, files.length)} of ${files.length} frames`);
         frames =
           rest.length > 0
-            ? await folderSource(rest, { fps: opts.fps, signal: stop.signal }).open()
+            ? await folderSource(rest, {
+                fps: opts.fps,
+                signal: stop.signal,
+                frameBuffers: readBuffers,
+              }).open()
             : (async function* () {})();
         total = total && { frames: rest.length, bytes: await sizeOf(rest) };
         what = `${rest.length} remaining files`;
@@ -324,6 +340,13 @@ async function sendCommand(
       ackedFrames += a.frames;
       ackedBytes += a.bytes;
       p?.tick(a.frames, a.bytes);
+      if (readBuffers && a.stream === streamName) {
+        for (const [seq, data] of unacked) {
+          if (seq > a.seq) break;
+          unacked.delete(seq);
+          readBuffers.give(data);
+        }
+      }
     });
     const dropped = () => c.stats().framesDropped + (video?.debug?.dropped ?? 0);
     if (opts.stats) {
@@ -342,7 +365,8 @@ async function sendCommand(
       status.start();
     }
     for await (const frame of frames) {
-      await st.send(frame);
+      const seq = await st.send(frame);
+      if (readBuffers) unacked.set(seq, frame.data);
       if (stop.signal.aborted) break;
     }
     if (streamError) throw streamError;

@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { ErrorCode, FramewireError } from '../errors.js';
 import { contentTypeOf } from '../names.js';
+import type { FrameBufferPool } from '../protocol/frame-buffers.js';
 import { Slots } from '../slots.js';
 import type { Frame } from '../types.js';
 
@@ -63,6 +64,13 @@ export interface FolderSourceOptions {
    * listed here gets its time; the others keep their modification time.
    */
   times?: ReadonlyMap<string, number>;
+  /**
+   * Where file contents are read into (default: a new buffer per file). Whoever consumes the frames gives a
+   * frame's `data` back with `frameBuffers.give(frame.data)` once nothing reads it any more (`send` does so
+   * when the receiver acknowledged the frame), so that later files are read into memory already in use
+   * rather than fresh pages (docs/benchmarks.md, "Frame buffers used again").
+   */
+  frameBuffers?: FrameBufferPool;
 }
 
 /** A {@link FolderSource} whose inputs are resolved: what `await source.open()` returns. */
@@ -130,6 +138,7 @@ export class FolderSource implements AsyncIterable<Frame> {
   #sizes: readonly number[] = [];
   #totalBytes: number | undefined;
   readonly #readAheadBytes: number;
+  readonly #pool: FrameBufferPool | undefined;
   readonly #times: ReadonlyMap<string, number> | undefined;
 
   constructor(inputs: string | readonly string[], options: FolderSourceOptions = {}) {
@@ -168,6 +177,7 @@ export class FolderSource implements AsyncIterable<Frame> {
     this.#extensions = exts;
     this.#readAheadBytes = readAheadBytes;
     this.#times = options.times;
+    this.#pool = options.frameBuffers;
   }
 
   /** Absolute paths of the files, in order; undefined until {@link open} resolved. */
@@ -297,7 +307,7 @@ export class FolderSource implements AsyncIterable<Frame> {
         if (pending.length > 0 && pendingBytes + bytes > budget) break;
         const file = files[next % count]!;
         const read = Promise.resolve(slots.acquire()).then(() =>
-          readFrame(file, signal, this.#times).finally(done),
+          readFrame(file, signal, this.#times, this.#pool).finally(done),
         );
         // Awaited later; this keeps a failure of a read-ahead from being reported as unhandled meanwhile.
         read.catch(() => {});
@@ -360,6 +370,7 @@ function readFrame(
   file: string,
   signal: AbortSignal | undefined,
   times: ReadonlyMap<string, number> | undefined,
+  pool: FrameBufferPool | undefined,
 ): Promise<Frame> {
   return new Promise<Frame>((resolveFrame, reject) => {
     const fail = (err: unknown) => reject(readError(`cannot read ${file}`, err));
@@ -384,7 +395,7 @@ function readFrame(
           finish(new RangeError(`it holds ${st.size} bytes, more than one Buffer can (${MAX_LENGTH})`));
           return;
         }
-        let data = Buffer.allocUnsafe(st.size);
+        let data = pool ? pool.take(st.size) : Buffer.allocUnsafe(st.size);
         let off = 0;
         const done = () =>
           finish(null, {

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { ErrorCode, FramewireError } from '../../src/errors.js';
 import { contentTypeOf } from '../../src/names.js';
+import { FrameBufferPool } from '../../src/protocol/frame-buffers.js';
 import { folderSource, naturalCompare } from '../../src/sources/index.js';
 import type { Frame } from '../../src/types.js';
 
@@ -243,6 +244,23 @@ describe('folderSource: inputs and order', () => {
       fs.open = original;
       syncBuiltinESMExports();
     }
+  });
+
+  it('reads into frameBuffers when given: buffers given back serve later files, every file exact', async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 40; i++) files[`${i}.jpg`] = Buffer.alloc(30_000 + i * 100, i + 1);
+    const dir = await makeDir(files);
+    const pool = new FrameBufferPool();
+    let n = 0;
+    for await (const f of await folderSource(dir, { frameBuffers: pool, readAheadBytes: 0 }).open()) {
+      assert.ok(f.data.equals(files[f.name!]!), `${f.name} read exactly`);
+      pool.give(f.data);
+      n++;
+    }
+    assert.equal(n, 40);
+    // Read one at a time (no read-ahead beyond the next file): a handful of buffers serve all 40 files.
+    assert.ok(pool.stats.allocated <= 4, `allocated ${pool.stats.allocated}`);
+    assert.ok(pool.stats.reused >= 36, `reused ${pool.stats.reused}`);
   });
 
   it('reads files larger than one read chunk exactly', async () => {
